@@ -1,0 +1,5 @@
+import sys
+
+from ssb.cli import main
+
+sys.exit(main())
