@@ -8,5 +8,5 @@ if [ ! -f /usr/share/doc/opencv-doc/examples/data/vtest.avi ] && command -v apt-
     || echo "warning: could not install opencv-doc; real-media tests will be skipped" >&2
 fi
 python3 -m pip install -q -e ".[dev]"
-lint-imports --config setup.cfg
+python3 scripts/lint_imports.py
 python3 -m pytest -q "$@"

@@ -1,0 +1,145 @@
+"""Omni-ICM-style codec of the teacher's split features, with a variable-rate hyperprior.
+
+Contract (CompressAI's, shared by every SSB model and latent codec):
+
+``forward(x, level)``
+    training / rate estimation: returns the reconstruction and the likelihoods.
+``update()``
+    freezes the entropy models into integer tables and the hyper-synthesis into exact
+    integer arithmetic; must be called (once) before coding.
+``compress(x, level)`` / ``decompress(strings, shape, level)``
+    real coding through constriction; ``decompress`` is bit-identical on every machine
+    because everything that feeds the coder's tables is integer (see :mod:`ssb.entropy`).
+
+Rate points: one model, ``num_levels`` gain vectors (a "gained" variable-rate model): level
+``l`` scales the latent by ``exp(log_gain[l])`` before quantization and by its inverse
+after, trained with its own rate-distortion weight ``lambdas[l]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ssb.codec import transforms as T
+from ssb.entropy import EntropyBottleneck, GaussianConditional, ExactHyperSynthesis
+from ssb.errors import MalformedFieldError
+
+__all__ = ["FeatureCodec", "FeatureCodecConfig", "CompressedFeatures"]
+
+
+@dataclass(frozen=True)
+class FeatureCodecConfig:
+    in_channels: int = 32
+    hidden: int = 64
+    latent: int = 64
+    hyper: int = 32
+    num_levels: int = 6
+    #: rate-distortion weights of the levels (distortion weight; the rate is in bits per input pixel)
+    lambdas: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+    def __post_init__(self):
+        if len(self.lambdas) != self.num_levels:
+            raise MalformedFieldError("one lambda per level is required", field="lambdas")
+
+
+@dataclass
+class CompressedFeatures:
+    """What ``compress`` returns for one image: two byte strings and the shapes to decode them."""
+
+    y: bytes
+    z: bytes
+    level: int
+    latent_hw: tuple[int, int]
+    hyper_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+
+
+class FeatureCodec(nn.Module):
+    """Split features ``[B, C, h, w]`` <-> latent bits; see the module docstring."""
+
+    def __init__(self, config: FeatureCodecConfig = FeatureCodecConfig()):
+        super().__init__()
+        self.config = config
+        c = config
+        self.g_a = T.analysis(c.in_channels, c.hidden, c.latent)
+        self.g_s = T.synthesis(c.latent, c.hidden, c.in_channels)
+        self.h_a = T.hyper_analysis(c.latent, c.hidden, c.hyper)
+        self.h_s = ExactHyperSynthesis(c.hyper, c.hidden, c.latent)
+        self.log_gain = nn.Parameter(torch.zeros(c.num_levels, c.latent))
+        self.entropy_bottleneck = EntropyBottleneck(c.hyper)
+        self.gaussian_conditional = GaussianConditional()
+
+    # -- helpers -------------------------------------------------------------------------
+    def _check_level(self, level) -> torch.Tensor:
+        lv = torch.as_tensor(level, dtype=torch.long)
+        if lv.numel() == 0 or int(lv.min()) < 0 or int(lv.max()) >= self.config.num_levels:
+            raise MalformedFieldError(
+                f"quality level must be in 0..{self.config.num_levels - 1}, got {level}", field="level"
+            )
+        return lv
+
+    def _gain(self, level: torch.Tensor, batch: int) -> torch.Tensor:
+        g = torch.exp(self.log_gain[level.to(self.log_gain.device)])
+        if g.ndim == 1:
+            g = g.expand(batch, -1)
+        return g[:, :, None, None]
+
+    @staticmethod
+    def _crop(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        return x[..., : hw[0], : hw[1]]
+
+    # -- training ------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, level, quant_mode: str | None = None) -> dict:
+        """Reconstruction ``x_hat`` and likelihoods ``{"y", "z"}`` (for the rate term)."""
+        lv = self._check_level(level)
+        gain = self._gain(lv, x.shape[0])
+        y = self.g_a(x) * gain
+        z = self.h_a(y)
+        z_hat, z_lik = self.entropy_bottleneck(z, quant_mode=quant_mode)
+        scales = self.h_s(z_hat, y.shape[-2:])
+        y_hat, y_lik = self.gaussian_conditional(y, scales, quant_mode=quant_mode)
+        x_hat = self._crop(self.g_s(y_hat / gain), x.shape[-2:])
+        return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}, "y": y}
+
+    # -- coding --------------------------------------------------------------------------
+    def update(self, force: bool = False) -> bool:
+        """Build the integer tables and freeze the exact hyper-synthesis. Call before coding."""
+        a = self.entropy_bottleneck.update(force=force)
+        b = self.gaussian_conditional.update(force=force)
+        c = self.h_s.freeze(force=force)
+        return bool(a or b or c)
+
+    @torch.no_grad()
+    def compress(self, x: torch.Tensor, level: int) -> list[CompressedFeatures]:
+        lv = self._check_level(level)
+        gain = self._gain(lv, x.shape[0])
+        y = self.g_a(x) * gain
+        z = self.h_a(y)
+        out = []
+        for i in range(x.shape[0]):
+            zi = z[i : i + 1]
+            z_str = self.entropy_bottleneck.compress(zi)
+            z_hat = self.entropy_bottleneck.decompress(z_str, tuple(zi.shape))
+            idx = self.gaussian_conditional.build_indexes(self.h_s.scale_codes(z_hat, y.shape[-2:]))
+            y_str = self.gaussian_conditional.compress(y[i : i + 1], idx)
+            out.append(
+                CompressedFeatures(
+                    y=y_str, z=z_str, level=int(level), latent_hw=tuple(y.shape[-2:]), hyper_hw=tuple(z.shape[-2:]),
+                    out_hw=tuple(x.shape[-2:]),
+                )
+            )
+        return out
+
+    @torch.no_grad()
+    def decompress(self, item: CompressedFeatures) -> torch.Tensor:
+        """Split features ``[1, C, h, w]`` from one :class:`CompressedFeatures`."""
+        lv = self._check_level(item.level)
+        c = self.config
+        z_hat = self.entropy_bottleneck.decompress(item.z, (1, c.hyper, *item.hyper_hw))
+        idx = self.gaussian_conditional.build_indexes(self.h_s.scale_codes(z_hat, item.latent_hw))
+        y_hat = self.gaussian_conditional.decompress(item.y, idx)
+        gain = self._gain(lv, 1)
+        return self._crop(self.g_s(y_hat.to(gain.dtype) / gain), item.out_hw)

@@ -1,0 +1,440 @@
+"""The lazy reader: parses the preamble, headers and indexes, never a content payload.
+
+Opening a stream walks it fragment by fragment: for each fragment it reads the
+FRAME_HEADER unit and the INDEX unit that follows it, and jumps over the
+content units using the fragment length.  Payloads are read only by
+:meth:`UnitEntry.payload`.  Damage is contained: a bad fragment is recorded in
+:attr:`Bitstream.errors` and skipped (using its length when its header is
+intact, else by scanning for the next valid FRAME_HEADER), a file cut short is
+readable up to its last complete fragment.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from ssb.errors import ChecksumError, LimitExceededError, MalformedFieldError, SSBError, TruncatedError, \
+    UnsupportedVersionError
+from ssb.format.layout import END, FRAME_HAS_PTS, FRAME_HEADER, INDEX_ENTRY, INDEX_ENTRY_SIZE, INDEX_HEADER, \
+    PREAMBLE, PREAMBLE_SIZE, PRESENT_BBOX, PRESENT_CLASS, PRESENT_GROUP, PRESENT_OBJECT, PRESENT_SCORE, \
+    SEQUENCE_HEADER, UNIT_HEADER, UNIT_HEADER_SIZE, VERSION, UnitType, as_unit_type, type_name
+from ssb.format.limits import DEFAULT_LIMITS, Limits
+from ssb.format.model import FrameEntry, SequenceHeader, UnitEntry
+from ssb.format.select import Selection, select_units
+from ssb.format.source import Source, source_for
+
+__all__ = ["Bitstream", "open_bitstream"]
+
+_FH = int(UnitType.FRAME_HEADER)
+_END = int(UnitType.END)
+# Resynchronisation looks for the little-endian type id of a FRAME_HEADER or END unit header.
+_RESYNC = re.compile(re.escape(_FH.to_bytes(2, "little")) + b"|" + re.escape(_END.to_bytes(2, "little")))
+_TOP_LEVEL_FORBIDDEN = {int(UnitType.SEQUENCE_HEADER), int(UnitType.INDEX)}
+
+
+class _Skip(Exception):
+    """Internal: a fragment failed; carries the error and where to resume (None: stop)."""
+
+    def __init__(self, error: SSBError, resume: int | None):
+        self.error = error
+        self.resume = resume
+
+
+class _StreamLimit(Exception):
+    """Internal: a stream-wide limit was hit inside a fragment; re-raised to the caller, not recorded."""
+
+    def __init__(self, error: LimitExceededError):
+        self.error = error
+
+
+class Bitstream:
+    """An open SSB stream. Use :func:`ssb.format.open` to create one.
+
+    Attributes
+    ----------
+    header: SequenceHeader
+    version: (major, minor) read from the preamble
+    frames: list[FrameEntry], in stream order
+    units: list[UnitEntry], every unit in stream order (structural units included)
+    errors: recoverable problems found while opening (damaged fragments, a cut tail)
+    complete: True when the stream ends with a valid END unit (the writer closed it)
+    size: stream size in bytes
+    """
+
+    def __init__(self, source: Source, *, limits: Limits | None = None, verify: bool = True,
+                 strict: bool = False, owned: bool = False):
+        self._src = source
+        self._owned = owned
+        self._closed = False
+        self.limits = limits or DEFAULT_LIMITS
+        self.verify = verify
+        self.strict = strict
+        self.size = source.size
+        self.frames: list[FrameEntry] = []
+        self.units: list[UnitEntry] = []
+        self.errors: list[SSBError] = []
+        self.complete = False
+        self._data_end = 0  # end of the last fully parsed element before END (where an appender resumes)
+        try:
+            self._parse()
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def bytes_read(self) -> int:
+        """Bytes read from the source so far (headers, indexes and payloads)."""
+        return self._src.bytes_read
+
+    def __iter__(self) -> Iterator[UnitEntry]:
+        return iter(self.units)
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    def frame(self, frame_index: int) -> FrameEntry | None:
+        """The fragment of ``frame_index``, or ``None``."""
+        if not hasattr(self, "_frame_map"):
+            self._frame_map = {f.frame_index: f for f in self.frames}
+        return self._frame_map.get(frame_index)
+
+    def select(self, classes: Iterable[int] | None = None, objects: Iterable[int] | None = None,
+               groups: Iterable[int] | None = None, frames: Iterable[int] | None = None,
+               region: tuple[float, float, float, float] | None = None,
+               types: Iterable[UnitType | int] | None = None, include_shared: bool = True) -> Selection:
+        """The units a query needs and their merged byte ranges, from the index alone.
+
+        See :func:`ssb.format.select.select_units` for the exact rules.
+        """
+        return select_units(self, classes=classes, objects=objects, groups=groups, frames=frames,
+                            region=region, types=types, include_shared=include_shared)
+
+    def check(self) -> list[SSBError]:
+        """Read and verify every unit's header and payload; returns the problems found."""
+        problems = []
+        for u in self.units:
+            try:
+                self._payload(u, force_verify=True)
+            except SSBError as exc:
+                problems.append(exc)
+        return problems
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._owned:
+                self._src.close()
+
+    def __enter__(self) -> Bitstream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        h = getattr(self, "header", None)
+        dims = f"{h.width}x{h.height}" if h else "?"
+        return (f"<ssb Bitstream v{VERSION[0]}.x {dims}, {len(self.frames)} frames, {len(self.units)} units, "
+                f"{self.size} bytes{', complete' if self.complete else ''}>")
+
+    # ------------------------------------------------------------------ payload access
+    def _payload(self, u: UnitEntry, force_verify: bool = False) -> memoryview:
+        if self._closed:
+            raise SSBError("the bitstream is closed", field=f"unit[{u.number}]")
+        if u._checked:
+            return self._src.read(u.offset, u.length, f"unit[{u.number}].payload")
+        hstart = u.offset - UNIT_HEADER_SIZE
+        hdr = self._read_header(hstart, u.number)
+        path = f"unit[{u.number}].header"
+        for name, want in (("type", int(u.type)), ("length", u.length), ("flags", u.flags)):
+            if hdr[name] != want:
+                raise MalformedFieldError(f"unit header {name} {hdr[name]} disagrees with the index ({want})",
+                                          offset=hstart + UNIT_HEADER.offsets[name], field=f"{path}.{name}")
+        view = self._src.read(u.offset, u.length, f"unit[{u.number}].payload")
+        if (self.verify or force_verify) and zlib.crc32(view) != hdr["payload_crc"]:
+            raise ChecksumError(f"unit {u.number} ({type_name(u.type)}, frame {u.frame}) payload checksum "
+                                "mismatch", offset=u.offset, field=f"unit[{u.number}].payload")
+        u._checked = True
+        return view
+
+    # ------------------------------------------------------------------ parsing
+    def _record(self, err: SSBError) -> None:
+        if self.strict:
+            raise err
+        self.errors.append(err)
+
+    def _read_header(self, pos: int, number: int) -> dict:
+        """Read a unit header at ``pos``, check its CRC, then its fields."""
+        path = f"unit[{number}].header"
+        raw = self._src.read(pos, UNIT_HEADER_SIZE, path)
+        values, _ = UNIT_HEADER.decode(raw, base=pos, path=path)
+        if zlib.crc32(raw[:12]) != values["header_crc"]:
+            raise ChecksumError("unit header checksum mismatch", offset=pos + 12, field=f"{path}.header_crc")
+        UNIT_HEADER.validate(values, base=pos, path=path, limits=self.limits)
+        return values
+
+    def _read_payload(self, pos: int, hdr: dict, number: int, end: int | None = None) -> memoryview:
+        """Read (and CRC-check) the payload of a structural unit whose header is at ``pos``."""
+        path = f"unit[{number}].payload"
+        start = pos + UNIT_HEADER_SIZE
+        if end is not None and start + hdr["length"] > end:
+            raise MalformedFieldError("unit runs past the end of its fragment", offset=pos + 4,
+                                      field=f"unit[{number}].header.length")
+        view = self._src.read(start, hdr["length"], path)
+        if self.verify and zlib.crc32(view) != hdr["payload_crc"]:
+            raise ChecksumError(f"unit {number} ({type_name(hdr['type'])}) payload checksum mismatch",
+                                offset=start, field=path)
+        return view
+
+    def _entry(self, hdr: dict, pos: int, frame: int | None) -> UnitEntry:
+        return UnitEntry(len(self.units), as_unit_type(hdr["type"]), hdr["flags"], frame, None, None, None,
+                         None, None, pos + UNIT_HEADER_SIZE, hdr["length"], self, False)
+
+    def _count_units(self, extra: int, pos: int) -> None:
+        """Refuse, before allocating them, units beyond ``Limits.max_units`` (fatal: a stream-wide limit)."""
+        if len(self.units) + extra > self.limits.max_units:
+            raise _StreamLimit(LimitExceededError(f"more than Limits.max_units={self.limits.max_units} units",
+                                                  offset=pos, field=f"unit[{len(self.units)}]"))
+
+    def _parse(self) -> None:
+        raw = self._src.read(0, PREAMBLE_SIZE, "preamble")
+        pre, _ = PREAMBLE.unpack(raw, path="preamble")  # the magic first: "not an SSB file"
+        if zlib.crc32(raw[:12]) != pre["crc"]:
+            raise ChecksumError("preamble checksum mismatch", offset=12, field="preamble.crc")
+        if pre["major"] != VERSION[0]:
+            raise UnsupportedVersionError(f"SSB version {pre['major']}.{pre['minor']} is not supported; this reader "
+                                          f"implements major version {VERSION[0]}", offset=8, field="preamble.major")
+        self.version = (pre["major"], pre["minor"])
+
+        pos = PREAMBLE_SIZE
+        hdr = self._read_header(pos, 0)
+        if hdr["type"] != int(UnitType.SEQUENCE_HEADER):
+            raise MalformedFieldError(f"the first unit must be a SEQUENCE_HEADER, found {type_name(hdr['type'])}",
+                                      offset=pos, field="unit[0].header.type")
+        payload = self._read_payload(pos, hdr, 0)
+        seq, _ = SEQUENCE_HEADER.unpack(payload, base=pos + UNIT_HEADER_SIZE, path="unit[0].payload",
+                                        limits=self.limits)
+        self.header = SequenceHeader(seq["width"], seq["height"], seq["fps_num"], seq["fps_den"], seq["codec"],
+                                     seq["metadata"])
+        entry = self._entry(hdr, pos, None)
+        entry._checked = True
+        self.units.append(entry)
+        pos += UNIT_HEADER_SIZE + hdr["length"]
+        self._data_end = pos
+        self._walk(pos)
+
+    def _walk(self, pos: int) -> None:
+        size = self.size
+        while pos < size:
+            number = len(self.units)
+            try:
+                hdr = self._read_header(pos, number)
+            except TruncatedError as exc:
+                self._record(exc)
+                return
+            except SSBError as exc:  # damaged header, or one declaring an oversized unit
+                self._record(exc)
+                pos = self._resync(pos + 1)
+                continue
+            kind = hdr["type"]
+            if kind == _FH:
+                try:
+                    pos = self._fragment(pos, hdr)
+                    self._data_end = pos
+                except _Skip as skip:
+                    self._record(skip.error)
+                    if skip.resume is None:
+                        return
+                    pos = skip.resume
+            elif kind == _END:
+                self._end(pos, hdr)
+                return
+            else:
+                end = pos + UNIT_HEADER_SIZE + hdr["length"]
+                if end > size:
+                    self._record(TruncatedError(f"unit {number} ({type_name(kind)}) is cut short", offset=pos,
+                                                field=f"unit[{number}]"))
+                    return
+                if kind in _TOP_LEVEL_FORBIDDEN:
+                    self._record(MalformedFieldError(f"{type_name(kind)} unit outside a fragment", offset=pos,
+                                                     field=f"unit[{number}].header.type"))
+                else:
+                    try:
+                        self._count_units(1, pos)
+                    except _StreamLimit as exc:
+                        raise exc.error from None
+                    self.units.append(self._entry(hdr, pos, None))
+                    self._data_end = end
+                pos = end
+
+    def _resync(self, start: int) -> int:
+        """Offset of the next valid FRAME_HEADER or END unit header at or after ``start`` (or EOF)."""
+        for cand in self._src.finditer(_RESYNC, start, overlap=1):
+            if cand + UNIT_HEADER_SIZE > self.size:
+                break
+            raw = self._src.read(cand, UNIT_HEADER_SIZE)
+            if zlib.crc32(raw[:12]) == int.from_bytes(raw[12:16], "little"):
+                return cand
+        return self.size
+
+    def _end(self, pos: int, hdr: dict) -> None:
+        number = len(self.units)
+        try:
+            payload = self._read_payload(pos, hdr, number)
+            end, _ = END.unpack(payload, base=pos + UNIT_HEADER_SIZE, path=f"unit[{number}].payload",
+                                limits=self.limits)
+        except SSBError as exc:
+            self._record(exc)
+            return
+        stop = pos + UNIT_HEADER_SIZE + hdr["length"]
+        self.units.append(self._entry(hdr, pos, None))
+        self.units[-1]._checked = True
+        self.complete = True
+        if end["frame_count"] != len(self.frames) or end["unit_count"] != number:
+            self._record(MalformedFieldError(
+                f"END counts {end['frame_count']} frames / {end['unit_count']} units, read "
+                f"{len(self.frames)} / {number}: fragments were lost", offset=pos + UNIT_HEADER_SIZE,
+                field=f"unit[{number}].payload.frame_count"))
+        if stop != self.size:
+            self._record(MalformedFieldError(f"{self.size - stop} bytes after the END unit", offset=stop,
+                                             field=f"unit[{number + 1}]"))
+
+    def _fragment(self, pos: int, hdr: dict) -> int:
+        """Parse the fragment whose FRAME_HEADER header is at ``pos``; returns the next offset."""
+        n0 = len(self.units)
+        try:
+            fh_payload = self._read_payload(pos, hdr, n0)
+        except TruncatedError as exc:
+            raise _Skip(exc, None) from None
+        except SSBError as exc:
+            raise _Skip(exc, self._resync(pos + 1)) from None
+        try:
+            fh, _ = FRAME_HEADER.unpack(fh_payload, base=pos + UNIT_HEADER_SIZE, path=f"unit[{n0}].payload",
+                                        limits=self.limits)
+        except SSBError as exc:  # checksum was right: the writer broke the syntax; length is unreliable
+            raise _Skip(exc, self._resync(pos + 1)) from None
+        frag_end = pos + fh["fragment_length"]
+        if frag_end > self.size:
+            raise _Skip(TruncatedError(f"fragment of frame {fh['frame_index']} is cut short: needs "
+                                       f"{fh['fragment_length']} bytes, {self.size - pos} left", offset=pos,
+                                       field=f"unit[{n0}].payload.fragment_length"), None)
+        if len(self.frames) >= self.limits.max_frames:
+            raise LimitExceededError(f"more than Limits.max_frames={self.limits.max_frames} frames", offset=pos,
+                                     field=f"unit[{n0}]")
+        try:
+            frame = self._fragment_body(pos, hdr, fh, frag_end)
+        except _StreamLimit as exc:
+            raise exc.error from None
+        except SSBError as exc:
+            raise _Skip(exc, frag_end) from None
+        if self.frames and frame.frame_index <= self.frames[-1].frame_index:
+            raise _Skip(MalformedFieldError(f"frame index {frame.frame_index} does not increase (previous "
+                                            f"{self.frames[-1].frame_index})", offset=pos + UNIT_HEADER_SIZE,
+                                            field=f"unit[{n0}].payload.frame_index"), frag_end)
+        self.frames.append(frame)
+        self.units.append(frame.header_unit)
+        self.units.append(frame.index_unit)
+        self.units.extend(frame.units)
+        return frag_end
+
+    def _fragment_body(self, pos: int, hdr: dict, fh: dict, frag_end: int) -> FrameEntry:
+        n0 = len(self.units)
+        frame_index = fh["frame_index"]
+        ipos = pos + UNIT_HEADER_SIZE + hdr["length"]
+        if ipos + UNIT_HEADER_SIZE > frag_end:
+            raise MalformedFieldError("fragment too short for its INDEX unit", offset=pos + UNIT_HEADER_SIZE + 16,
+                                      field=f"unit[{n0}].payload.fragment_length")
+        ihdr = self._read_header(ipos, n0 + 1)
+        if ihdr["type"] != int(UnitType.INDEX):
+            raise MalformedFieldError(f"a FRAME_HEADER must be followed by an INDEX, found "
+                                      f"{type_name(ihdr['type'])}", offset=ipos, field=f"unit[{n0 + 1}].header.type")
+        ipayload = self._read_payload(ipos, ihdr, n0 + 1, end=frag_end)
+        ibase = ipos + UNIT_HEADER_SIZE
+        ipath = f"unit[{n0 + 1}].payload"
+        ih, _ = INDEX_HEADER.unpack(ipayload, base=ibase, path=ipath, limits=self.limits)
+        count, stride = ih["entry_count"], ih["entry_size"]
+        self._count_units(count + 2, pos)
+        table_start = INDEX_HEADER.fixed_size
+        if table_start + count * stride > len(ipayload):
+            raise MalformedFieldError(f"INDEX declares {count} entries of {stride} bytes, payload holds "
+                                      f"{len(ipayload) - table_start}", offset=ibase + 4,
+                                      field=f"{ipath}.entry_count")
+        arr = INDEX_ENTRY.unpack_array(ipayload[table_start:table_start + count * stride], count, stride,
+                                       base=ibase + table_start, path=f"{ipath}.entries", limits=self.limits)
+        present = arr["present"]
+        n_objects = int(np.count_nonzero(present & PRESENT_OBJECT))
+        if n_objects > self.limits.max_objects:
+            raise LimitExceededError(f"{n_objects} objects in frame {frame_index}, over Limits.max_objects="
+                                     f"{self.limits.max_objects}", offset=ibase, field=f"{ipath}.entries")
+        # The content units must tile the rest of the fragment exactly, in index order.
+        content_start = ipos + UNIT_HEADER_SIZE + ihdr["length"] - pos
+        offsets = arr["offset"].astype(np.int64)
+        lengths = arr["length"].astype(np.int64)
+        expected = content_start + np.concatenate(([0], np.cumsum(lengths + UNIT_HEADER_SIZE)))
+        bad = np.flatnonzero(offsets != expected[:-1])
+        if bad.size:
+            i = int(bad[0])
+            raise MalformedFieldError(f"entry {i} offset {int(offsets[i])} should be {int(expected[i])}",
+                                      offset=ibase + table_start + i * stride + INDEX_ENTRY.offsets["offset"],
+                                      field=f"{ipath}.entries[{i}].offset")
+        if pos + int(expected[-1]) != frag_end:
+            raise MalformedFieldError(f"units end at fragment byte {int(expected[-1])}, fragment_length is "
+                                      f"{frag_end - pos}", offset=pos + UNIT_HEADER_SIZE + 16,
+                                      field=f"unit[{n0}].payload.fragment_length")
+
+        fh_unit = self._entry(hdr, pos, frame_index)
+        fh_unit._checked = True
+        ix_unit = UnitEntry(n0 + 1, UnitType.INDEX, ihdr["flags"], frame_index, None, None, None, None, None,
+                            ibase, ihdr["length"], self, True)
+        units = _entries(self, arr, n0 + 2, frame_index, pos + UNIT_HEADER_SIZE)
+        pts = fh["pts"] if fh["flags"] & FRAME_HAS_PTS else None
+        return FrameEntry(frame_index, pts, fh["metadata"], units, pos, frag_end - pos, fh_unit, ix_unit)
+
+
+def _entries(bs: Bitstream, arr: np.ndarray, first_number: int, frame: int, payload_base: int) -> list[UnitEntry]:
+    """UnitEntry objects for a validated index table (columns converted once, then zipped)."""
+    cols = [arr[name].tolist() for name in ("type", "flags", "present", "offset", "length", "object_id",
+                                            "class_id", "group_id", "x0", "y0", "x1", "y1", "score")]
+    out = []
+    number = first_number
+    for t, fl, p, off, ln, oid, cid, gid, x0, y0, x1, y1, sc in zip(*cols):
+        out.append(UnitEntry(
+            number, as_unit_type(t), fl, frame,
+            oid if p & PRESENT_OBJECT else None,
+            cid if p & PRESENT_CLASS else None,
+            gid if p & PRESENT_GROUP else None,
+            (x0, y0, x1, y1) if p & PRESENT_BBOX else None,
+            sc if p & PRESENT_SCORE else None,
+            payload_base + off, ln, bs, False))
+        number += 1
+    return out
+
+
+def open_bitstream(source, limits: Limits | None = None, verify: bool = True, strict: bool = False) -> Bitstream:
+    """Open an SSB stream lazily: only the preamble, unit headers of structural units and indexes are read.
+
+    Parameters
+    ----------
+    source:
+        A path (memory-mapped read-only), ``bytes``/``bytearray``/``memoryview``, or a
+        seekable binary file object (read from its current position).
+    limits:
+        Reader limits, checked before anything is allocated (default :class:`Limits`).
+    verify:
+        Check CRC-32 checksums of the headers and indexes read while opening, and of
+        each payload on its first :meth:`UnitEntry.payload` call.
+    strict:
+        Raise the first recoverable problem instead of collecting it in ``errors``.
+
+    Raises
+    ------
+    SSBError subclasses: the stream is not SSB, its preamble or sequence header is
+    damaged, its major version is unknown, or a stream-wide limit is exceeded.
+    """
+    src, owned = source_for(source)
+    return Bitstream(src, limits=limits, verify=verify, strict=strict, owned=owned)

@@ -1,0 +1,163 @@
+"""High-level API: encode media to SSB, analyse SSB with task heads (no pixel reconstruction).
+
+>>> stats = ssb.pipeline.encode("frame.png", "frame.ssb", quality=3)          # doctest: +SKIP
+>>> result = ssb.pipeline.analyze("frame.ssb", tasks=["detection"])            # doctest: +SKIP
+>>> result.frames[0].predictions["detection"]["boxes"]                         # doctest: +SKIP
+
+Features are decoded once per frame and shared by every requested head.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ssb.errors import MalformedFieldError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg"}
+
+
+@dataclass
+class Models:
+    codec: object
+    front: object = None
+    heads: dict = field(default_factory=dict)
+
+
+def load_models(weights: str | Path | None = None, *, front: bool = False, tasks: Sequence[str] = ()) -> Models:
+    """The reference codec (shipped weights unless ``weights``), optionally the teacher front and heads."""
+    import torch
+
+    from ssb.codec.zoo import load_codec
+    from ssb.tasks import create
+
+    torch.set_grad_enabled(False)
+    codec = load_codec(weights)
+    fr = None
+    if front:
+        from ssb.backbones.ssd_mobilenet_v2 import SSDMobileNetV2Front
+
+        fr = SSDMobileNetV2Front(pretrained=True)
+    return Models(codec, fr, {t: create(t) for t in tasks})
+
+
+def read_images(source: str | Path, *, frames: range | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """``(index, RGB uint8)`` from an image file, a folder of images, or a video file."""
+    from ssb._optional import require
+    from ssb.resources import read_video_frames
+
+    p = Path(source)
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise MalformedFieldError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {p}", field="input")
+        for i, f in enumerate(files):
+            if frames is None or i in frames:
+                yield i, _read_image(f)
+        return
+    if not p.exists():
+        raise FileNotFoundError(2, "No such file or directory", str(p))
+    if p.suffix.lower() in VIDEO_SUFFIXES:
+        idx = None if frames is None else list(frames)
+        got = read_video_frames(p, idx)
+        if not got:
+            raise MalformedFieldError(f"no frames read from video {p} (frames {frames})", field="input")
+        yield from got
+        return
+    require("PIL", "reading images")
+    yield 0, _read_image(p)
+
+
+def _read_image(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if im.width * im.height > 64_000_000:
+                raise MalformedFieldError(f"{path} declares {im.width}x{im.height} pixels, over the 64 MP limit",
+                                          field="input.size")
+            return np.asarray(im.convert("RGB"))
+    except UnidentifiedImageError as exc:
+        raise MalformedFieldError(f"{path} is not an image Pillow can read", field="input") from exc
+
+
+def encode(source, dest, *, quality: int = 3, frames: range | None = None, index_objects: bool = True,
+           weights=None, fps: float = 0.0, models: Models | None = None):
+    """Encode an image, a folder of images or a video into an SSB file. Returns :class:`EncodeStats`."""
+    from ssb.codec.image import ImageEncoder
+    from ssb.tasks.coco_names import COCO_CATEGORIES
+
+    models = models or load_models(weights, front=True, tasks=("detection",) if index_objects else ())
+    if models.front is None:
+        from ssb.backbones.ssd_mobilenet_v2 import SSDMobileNetV2Front
+
+        models.front = SSDMobileNetV2Front(pretrained=True)
+    det = models.heads.get("detection") if index_objects else None
+    objects = (lambda split, sizes: det(split, image_sizes=sizes)) if det is not None else None
+    enc = ImageEncoder(models.codec, models.front, objects=objects, class_names=dict(COCO_CATEGORIES))
+    items = source if not isinstance(source, (str, Path)) else read_images(source, frames=frames)
+    return enc.encode(items, dest, level=quality, fps=fps)
+
+
+@dataclass
+class FrameResult:
+    frame_index: int
+    image_size: tuple[int, int]
+    predictions: dict[str, dict]
+
+
+@dataclass
+class AnalysisResult:
+    frames: list[FrameResult]
+    bytes_read: int
+    file_size: int
+    seconds: float
+    decode_seconds: float
+    head_seconds: float
+
+
+def analyze(path, *, tasks: Sequence[str] = ("detection",), frames: Iterable[int] | None = None,
+            classes: Iterable[int] | None = None, weights=None, models: Models | None = None,
+            head_options: dict | None = None) -> AnalysisResult:
+    """Run task heads on the decoded features of an SSB file; no pixel reconstruction.
+
+    ``classes`` keeps only predictions of those COCO ids (the grouped codec will also read only
+    their units; today every frame has one shared ``BASE`` unit).
+    """
+    import ssb
+    from ssb.codec.image import decode_features
+
+    t0 = time.perf_counter()
+    models = models or load_models(weights, tasks=tasks)
+    for t in tasks:
+        if t not in models.heads:
+            from ssb.tasks import create
+
+            models.heads[t] = create(t, **(head_options or {}).get(t, {}))
+    keep = None if classes is None else set(int(c) for c in classes)
+    out, t_dec, t_head = [], 0.0, 0.0
+    with ssb.open(path) as bs:
+        it = decode_features(bs, models.codec, frames=frames)
+        while True:
+            t1 = time.perf_counter()
+            df = next(it, None)
+            t_dec += time.perf_counter() - t1
+            if df is None:
+                break
+            t1 = time.perf_counter()
+            preds = {}
+            for name in tasks:
+                p = models.heads[name](df.features, image_sizes=[df.image_size])[0]
+                if keep is not None and "labels" in p:
+                    m = np.isin(p["labels"].numpy(), list(keep))
+                    p = {k: (v[m] if hasattr(v, "shape") and len(v) == len(m) else v) for k, v in p.items()}
+                preds[name] = p
+            t_head += time.perf_counter() - t1
+            out.append(FrameResult(df.frame_index, df.image_size, preds))
+        read, size = bs.bytes_read, bs.size
+    return AnalysisResult(out, read, size, time.perf_counter() - t0, t_dec, t_head)
