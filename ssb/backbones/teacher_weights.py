@@ -30,6 +30,7 @@ import hashlib
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -171,16 +172,24 @@ def load_teacher_state(*, refresh: bool = False) -> dict[str, torch.Tensor]:
         except Exception:  # corrupt or foreign file: convert again below
             pass
     state = convert_files(pb, pbtxt)
+    try:
+        _save_atomically({"sha256": key, "state": state}, path)
+    except OSError as exc:  # read-only home, full disk: still usable, just not cached
+        warnings.warn(f"could not cache the converted teacher weights at {path}: {exc}", stacklevel=2)
+    return state
+
+
+def _save_atomically(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename (no torn cache files)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
     try:
-        torch.save({"sha256": key, "state": state}, tmp)
+        torch.save(obj, tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return state
 
 
 def sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

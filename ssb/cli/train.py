@@ -5,20 +5,24 @@ from __future__ import annotations
 
 def add_arguments(p) -> None:
     p.add_argument("-o", "--output", required=True, help="folder for feature_codec.pt and train_log.json")
-    p.add_argument("--iterations", type=int, default=2000)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--warmup-iters", type=int, default=1500, help="noise, rate + split-feature loss")
+    p.add_argument("--distill-iters", type=int, default=500, help="noise, + output distillation")
+    p.add_argument("--hard-iters", type=int, default=300, help="hard rounding (or noise with --quant noise)")
+    p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--quant", choices=("soft-then-hard", "noise"), default="soft-then-hard")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--resume-soft", default=None, help="soft_state.pt of an earlier run: train only the last phase")
 
 
 def run(args) -> int:
     from ssb.recipes.train import TrainConfig, train
 
-    cfg = TrainConfig(iterations=args.iterations, batch_size=args.batch_size, seed=args.seed, lr=args.lr,
+    cfg = TrainConfig(warmup_iters=args.warmup_iters, distill_iters=args.distill_iters,
+                      hard_iters=args.hard_iters, batch_size=args.batch_size, seed=args.seed, lr=args.lr,
                       quant=args.quant, threads=args.threads)
-    path = train(cfg, args.output, progress=not args.no_progress)
+    path = train(cfg, args.output, progress=not args.no_progress, resume_soft=args.resume_soft)
     print(f"wrote {path}")
     return 0

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ssb.codec import transforms as T
-from ssb.entropy import EntropyBottleneck, GaussianConditional, ExactHyperSynthesis
+from ssb.entropy import EntropyBottleneck, GaussianConditional
 from ssb.errors import MalformedFieldError
 
 __all__ = ["FeatureCodec", "FeatureCodecConfig", "CompressedFeatures"]
@@ -38,7 +38,7 @@ class FeatureCodecConfig:
     hyper: int = 32
     num_levels: int = 6
     #: rate-distortion weights of the levels (distortion weight; the rate is in bits per input pixel)
-    lambdas: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+    lambdas: tuple[float, ...] = (1.0, 2.6, 7.0, 18.0, 48.0, 128.0)
 
     def __post_init__(self):
         if len(self.lambdas) != self.num_levels:
@@ -67,7 +67,7 @@ class FeatureCodec(nn.Module):
         self.g_a = T.analysis(c.in_channels, c.hidden, c.latent)
         self.g_s = T.synthesis(c.latent, c.hidden, c.in_channels)
         self.h_a = T.hyper_analysis(c.latent, c.hidden, c.hyper)
-        self.h_s = ExactHyperSynthesis(c.hyper, c.hidden, c.latent)
+        self.h_s = T.ExactHyperSynthesis(c.hyper, c.hidden, c.latent)
         self.log_gain = nn.Parameter(torch.zeros(c.num_levels, c.latent))
         self.entropy_bottleneck = EntropyBottleneck(c.hyper)
         self.gaussian_conditional = GaussianConditional()

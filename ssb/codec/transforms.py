@@ -64,3 +64,34 @@ def hyper_analysis(latent: int, hidden: int, hyper: int) -> nn.Sequential:
         nn.LeakyReLU(0.1, inplace=True),
         conv(hidden, hyper, stride=2),
     )
+
+
+class ExactHyperSynthesis(nn.Module):
+    """Hyper-latent -> Gaussian scales, computed bit-exactly once frozen.
+
+    Two stride-2 transposed convolutions and a 3x3 convolution, all
+    :mod:`ssb.entropy.exact` integer layers: the decoder derives every table index from
+    integer codes, so decoding cannot depend on thread counts or machines.  Outputs are
+    cropped to the latent's size (the hyper-latent covers ``ceil(h/4)`` rows).
+    """
+
+    def __init__(self, hyper: int, hidden: int, latent: int, scale_code_bits: int = 8):
+        super().__init__()
+        from ssb.entropy import ExactSequential, IntegerConv2d, IntegerConvTranspose2d
+
+        self.net = ExactSequential(
+            IntegerConvTranspose2d(hyper, hidden, 4, 2, 1, relu=True),
+            IntegerConvTranspose2d(hidden, hidden, 4, 2, 1, relu=True),
+            IntegerConv2d(hidden, latent, 3, 1, 1, relu=True, out_frac_bits=scale_code_bits),
+        )
+
+    def forward(self, z_hat, out_hw):
+        """Float scales (fake-quantized while training, exact once frozen), cropped to ``out_hw``."""
+        return self.net(z_hat)[..., : out_hw[0], : out_hw[1]]
+
+    def scale_codes(self, z_hat, out_hw):
+        """Exact int64 scale codes for :meth:`GaussianConditional.build_indexes`."""
+        return self.net.codes(z_hat)[..., : out_hw[0], : out_hw[1]].contiguous()
+
+    def freeze(self, force: bool = False) -> bool:
+        return self.net.update(force=force)

@@ -29,7 +29,13 @@ from ssb.entropy.exact import (  # noqa: E402
 )
 from ssb.entropy.gaussian import GaussianConditional, default_scale_table  # noqa: E402
 from ssb.entropy.quantization import QUANT_MODES, QuantMode, lower_bound, quantize  # noqa: E402
-from ssb.entropy.tables import MAX_ABS_VALUE, MAX_TABLE_LENGTH, PRECISION, CodingTables, quantize_pmf  # noqa: E402
+from ssb.entropy.tables import (  # noqa: E402
+    MAX_ABS_VALUE,
+    MAX_TABLE_LENGTH,
+    PRECISION,
+    CodingTables,
+    quantize_pmf,
+)
 
 __all__ = [
     "EntropyModel",

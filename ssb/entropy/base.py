@@ -20,14 +20,30 @@ import torch
 from torch import nn
 
 from ssb.entropy.quantization import check_quant_mode
-from ssb.entropy.tables import CodingTables
-from ssb.errors import SSBError
+from ssb.entropy.tables import MAX_ABS_VALUE, CodingTables
+from ssb.errors import LimitExceededError, MalformedFieldError, SSBError
 
-__all__ = ["EntropyModel", "TablesNotReadyError"]
+__all__ = ["EntropyModel", "TablesNotReadyError", "rounded_integers"]
 
 
 class TablesNotReadyError(SSBError):
     """``compress``/``decompress``/``build_indexes`` called before ``update()`` built the integer tables."""
+
+
+def rounded_integers(x: torch.Tensor, field: str) -> np.ndarray:
+    """``torch.round(x)`` (half to even) as a flat int64 array, checked for coding.
+
+    Raises :class:`MalformedFieldError` for NaN/inf and :class:`LimitExceededError` for a
+    magnitude above ``MAX_ABS_VALUE``.
+    """
+    x = x.detach()
+    if not bool(torch.isfinite(x).all()):
+        raise MalformedFieldError(f"{field} holds NaN or infinite values", field=field)
+    values = torch.round(x).cpu().to(torch.float64).numpy().ravel()
+    if values.size and np.abs(values).max() > MAX_ABS_VALUE:
+        raise LimitExceededError(f"a value of {field} exceeds the codable magnitude {MAX_ABS_VALUE}",
+                                 field=field)
+    return values.astype(np.int64)
 
 
 class EntropyModel(nn.Module):

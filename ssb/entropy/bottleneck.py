@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ssb.entropy.base import EntropyModel
+from ssb.entropy.base import EntropyModel, rounded_integers
 from ssb.entropy.coding import MAX_SYMBOLS, check_count, decode_integers, encode_integers
 from ssb.entropy.quantization import lower_bound, quantize
 from ssb.entropy.tables import MAX_ABS_VALUE, MAX_TABLE_LENGTH, MAX_TABLES, quantize_pmf
-from ssb.errors import LimitExceededError, MalformedFieldError, ModelMismatchError, SSBError
+from ssb.errors import MalformedFieldError, ModelMismatchError, SSBError
 
 __all__ = ["EntropyBottleneck"]
 
@@ -119,7 +119,7 @@ class EntropyBottleneck(EntropyModel):
     # -- integer tables ------------------------------------------------------------------
     @torch.no_grad()
     def _bisect(self, target_logit: float) -> Tensor:
-        """Per channel, the ``x`` in ``[-search_bound, search_bound]`` where the CDF logit crosses the target."""
+        """Per channel, the ``x`` in ``[-search_bound, search_bound]`` with CDF logit ``target_logit``."""
         lo = torch.full((self.channels, 1, 1), -self.search_bound, dtype=torch.float64)
         hi = -lo
         for _ in range(_BISECTION_STEPS):
@@ -165,7 +165,8 @@ class EntropyBottleneck(EntropyModel):
     # -- coding --------------------------------------------------------------------------
     def _table_ids(self, shape: Sequence[int]) -> np.ndarray:
         axis = len(shape) - 3
-        ids = np.arange(self.channels, dtype=np.int64).reshape([-1 if d == axis else 1 for d in range(len(shape))])
+        view = [-1 if d == axis else 1 for d in range(len(shape))]
+        ids = np.arange(self.channels, dtype=np.int64).reshape(view)
         return np.broadcast_to(ids, tuple(shape)).ravel()
 
     def compress(self, z: Tensor) -> bytes:
@@ -178,13 +179,7 @@ class EntropyBottleneck(EntropyModel):
         axis = _channel_axis(z.dim(), "z")
         self._check_channels(z.shape[axis])
         check_count(z.numel(), MAX_SYMBOLS, field="z")
-        z = z.detach()
-        if not bool(torch.isfinite(z).all()):
-            raise MalformedFieldError("z holds NaN or infinite values", field="z")
-        values = torch.round(z).cpu().to(torch.float64).numpy()
-        if values.size and np.abs(values).max() > MAX_ABS_VALUE:
-            raise LimitExceededError(f"a value of z exceeds the codable magnitude {MAX_ABS_VALUE}", field="z")
-        return encode_integers(values.astype(np.int64).ravel(), self._table_ids(z.shape), tables)
+        return encode_integers(rounded_integers(z, "z"), self._table_ids(z.shape), tables)
 
     def decompress(self, data: bytes, shape: Sequence[int], *, dtype: torch.dtype = torch.float32,
                    device: torch.device | str | None = None, max_symbols: int = MAX_SYMBOLS) -> Tensor:
@@ -206,7 +201,8 @@ def _checked_shape(shape: Sequence[int]) -> tuple[int, ...]:
     try:
         dims = tuple(int(d) for d in shape)
     except (TypeError, ValueError) as exc:
-        raise MalformedFieldError(f"shape must be a sequence of integers, got {shape!r}", field="shape") from exc
+        raise MalformedFieldError(f"shape must be a sequence of integers, got {shape!r}",
+                                  field="shape") from exc
     if any(d < 0 for d in dims) or any(d != s for d, s in zip(dims, shape)):
         raise MalformedFieldError(f"shape must hold non-negative integers, got {shape!r}", field="shape")
     return dims

@@ -4,7 +4,9 @@ Payload format
 --------------
 A payload is the compressed data of one constriction ``AnsCoder`` (32-bit words, 64-bit
 state, ``PRECISION`` = 24) written as **unsigned 32-bit little-endian words**; its length is
-therefore a multiple of 4 and it never ends in a zero word.  Zero symbols give ``b""``.
+therefore a multiple of 4 and it never ends in a zero word.  constriction's coder starts
+from state 0, so symbols 0 pushed first cost nothing: zero elements, or elements that all
+map to symbol 0 of their tables, give ``b""`` (a valid payload).
 There is no header: the element count and the table of each element (``table_ids``) come
 from outside (the tensor shape and the channel / scale index), exactly as at encode time.
 
@@ -54,7 +56,8 @@ __all__ = ["MAX_SYMBOLS", "encode_integers", "decode_integers", "check_count"]
 def check_count(count: int, max_symbols: int = MAX_SYMBOLS, field: str = "shape") -> int:
     """Raise :class:`LimitExceededError` if ``count`` elements are more than a payload may hold."""
     if count > max_symbols:
-        raise LimitExceededError(f"{count} elements exceed the limit of {max_symbols} per payload", field=field)
+        raise LimitExceededError(f"{count} elements exceed the limit of {max_symbols} per payload",
+                                 field=field)
     return count
 
 
@@ -63,19 +66,52 @@ def _constriction():
 
 
 def _groups(table_ids: np.ndarray, num_tables: int) -> tuple[np.ndarray, np.ndarray]:
-    """Element order grouped by table (stable) and the bounds of each table's run."""
-    key = table_ids.astype(np.int16 if num_tables <= 1 << 15 else np.int32)
-    order = np.argsort(key, kind="stable")
+    """Element order grouped by table (stable: raster order within a table) and each run's bounds."""
+    order = np.argsort(table_ids.astype(np.int16), kind="stable")  # radix sort; MAX_TABLES fits int16
     bounds = np.zeros(num_tables + 1, dtype=np.int64)
     np.cumsum(np.bincount(table_ids, minlength=num_tables), out=bounds[1:])
     return order, bounds
 
 
-def _escape_fields(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exp-Golomb split of ``d >= 0``: exponent ``nb`` and mantissa of ``d + 1 = 2**nb + mantissa``."""
-    n = d + 1
-    nb = (np.frexp(n.astype(np.float64))[1] - 1).astype(np.int64)  # exact: n < 2**53
-    return nb, n - (np.int64(1) << nb)
+def _push_escapes(coder, values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+    """Push the escape payloads of ``values`` (outside ``[lo, hi]``, raster order); see the module doc."""
+    uniform = _constriction().stream.model.Uniform
+    side = (values < lo).astype(np.int32)
+    n = np.where(side == 1, lo - values, values - hi)  # d + 1 >= 1
+    nb = (np.frexp(n.astype(np.float64))[1] - 1).astype(np.int64)  # floor(log2 n), exact: n < 2**53
+    mant = n - (np.int64(1) << nb)
+    low_bits = np.minimum(nb, _LOW_BITS)
+    has_low, has_high = nb >= 1, nb > _LOW_BITS
+    if has_high.any():
+        coder.encode_reverse((mant[has_high] >> _LOW_BITS).astype(np.int32), uniform(),
+                             (np.int64(1) << (nb[has_high] - _LOW_BITS)).astype(np.int32))
+    if has_low.any():
+        coder.encode_reverse((mant[has_low] & ((np.int64(1) << low_bits[has_low]) - 1)).astype(np.int32),
+                             uniform(), (np.int64(1) << low_bits[has_low]).astype(np.int32))
+    coder.encode_reverse(nb.astype(np.int32), uniform(_NB_ALPHABET))
+    coder.encode_reverse(side, uniform(2))
+
+
+def _pop_escapes(coder, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_push_escapes`: the escaped values of tables covering ``[lo, hi]``."""
+    uniform = _constriction().stream.model.Uniform
+    side = coder.decode(uniform(2), lo.size)
+    nb = coder.decode(uniform(_NB_ALPHABET), lo.size).astype(np.int64)
+    mant = np.zeros(lo.size, dtype=np.int64)
+    low_bits = np.minimum(nb, _LOW_BITS)
+    has_low, has_high = nb >= 1, nb > _LOW_BITS
+    if has_low.any():
+        mant[has_low] = coder.decode(uniform(), (np.int64(1) << low_bits[has_low]).astype(np.int32))
+    if has_high.any():
+        high = coder.decode(uniform(), (np.int64(1) << (nb[has_high] - _LOW_BITS)).astype(np.int32))
+        mant[has_high] += high.astype(np.int64) << _LOW_BITS
+    n = (np.int64(1) << nb) + mant
+    return np.where(side == 1, lo - n, hi + n)
+
+
+def _escape_bounds(tables: CodingTables, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lo = tables.offsets[ids]
+    return lo, lo + tables.lengths[ids] - 2
 
 
 def encode_integers(values: np.ndarray, table_ids: np.ndarray, tables: CodingTables) -> bytes:
@@ -91,42 +127,34 @@ def encode_integers(values: np.ndarray, table_ids: np.ndarray, tables: CodingTab
         return b""
     if np.abs(values).max() > MAX_ABS_VALUE:
         raise LimitExceededError(f"a value exceeds the codable magnitude {MAX_ABS_VALUE}", field="values")
-    stream = _constriction().stream
-    uniform = stream.model.Uniform
-
-    lo = tables.offsets[table_ids]
-    hi = lo + tables.lengths[table_ids] - 2
-    escape_sym = tables.lengths[table_ids] - 1
-    below, above = values < lo, values > hi
-    escaped = below | above
-    symbols = np.where(escaped, escape_sym, values - lo).astype(np.int32)
-
-    coder = stream.stack.AnsCoder()
-    if escaped.any():
-        idx = np.flatnonzero(escaped)
-        side = below[idx].astype(np.int32)
-        d = np.where(side == 1, lo[idx] - 1 - values[idx], values[idx] - hi[idx] - 1)
-        nb, mant = _escape_fields(d)
-        low_bits = np.minimum(nb, _LOW_BITS)
-        has_low, has_high = nb >= 1, nb > _LOW_BITS
-        if has_high.any():
-            coder.encode_reverse((mant[has_high] >> _LOW_BITS).astype(np.int32), uniform(),
-                                 (np.int64(1) << (nb[has_high] - _LOW_BITS)).astype(np.int32))
-        if has_low.any():
-            coder.encode_reverse((mant[has_low] & ((np.int64(1) << low_bits[has_low]) - 1)).astype(np.int32),
-                                 uniform(), (np.int64(1) << low_bits[has_low]).astype(np.int32))
-        coder.encode_reverse(nb.astype(np.int32), uniform(_NB_ALPHABET))
-        coder.encode_reverse(side, uniform(2))
-
     order, bounds = _groups(table_ids, tables.num_tables)
-    for t in range(tables.num_tables - 1, -1, -1):
+    grouped = values[order]
+    symbols = np.empty(values.size, dtype=np.int32)
+    runs, escaped = [], []
+    for t in range(tables.num_tables):
         start, end = bounds[t], bounds[t + 1]
-        if end > start:
-            coder.encode_reverse(symbols[order[start:end]], tables.model(t))
+        if end == start:
+            continue
+        seg = grouped[start:end] - tables.offsets[t]
+        escape = tables.lengths[t] - 1
+        out = (seg < 0) | (seg >= escape)
+        if out.any():
+            seg[out] = escape
+            escaped.append(order[start:end][out])
+        symbols[start:end] = seg
+        runs.append((t, start, end))
+
+    coder = _constriction().stream.stack.AnsCoder()
+    if escaped:
+        pos = np.sort(np.concatenate(escaped))
+        _push_escapes(coder, values[pos], *_escape_bounds(tables, table_ids[pos]))
+    for t, start, end in reversed(runs):
+        coder.encode_reverse(symbols[start:end], tables.model(t))
     return coder.get_compressed().astype("<u4").tobytes()
 
 
-def decode_integers(data: bytes, table_ids: np.ndarray, tables: CodingTables, field: str = "payload") -> np.ndarray:
+def decode_integers(data: bytes, table_ids: np.ndarray, tables: CodingTables,
+                    field: str = "payload") -> np.ndarray:
     """Decode the integers :func:`encode_integers` wrote for the same ``table_ids`` and tables.
 
     The caller bounds ``table_ids.size`` (see :func:`check_count`) and checks that every id
@@ -137,48 +165,41 @@ def decode_integers(data: bytes, table_ids: np.ndarray, tables: CodingTables, fi
     data = bytes(data)
     if count == 0:
         if data:
-            raise MalformedFieldError(f"{len(data)} bytes of payload for zero elements", offset=0, field=field)
+            raise MalformedFieldError(f"{len(data)} bytes of payload for zero elements",
+                                      offset=0, field=field)
         return np.zeros(0, dtype=np.int64)
     if len(data) % 4:
         raise TruncatedError(f"payload length {len(data)} is not a multiple of 4 bytes",
                              offset=len(data) - len(data) % 4, field=field)
     if len(data) // 4 > _STATE_WORDS + _MAX_WORDS_PER_SYMBOL * count:
-        raise MalformedFieldError(f"payload of {len(data)} bytes is longer than any encoding of {count} elements",
-                                  offset=0, field=field)
-    stream = _constriction().stream
-    uniform = stream.model.Uniform
+        raise MalformedFieldError(f"payload of {len(data)} bytes is longer than any encoding of "
+                                  f"{count} elements", offset=0, field=field)
     words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+    order, bounds = _groups(table_ids, tables.num_tables)
+    grouped = np.empty(count, dtype=np.int64)
+    escaped = []
     try:
-        coder = stream.stack.AnsCoder(words)
-        symbols = np.empty(count, dtype=np.int64)
-        order, bounds = _groups(table_ids, tables.num_tables)
+        coder = _constriction().stream.stack.AnsCoder(words)
         for t in range(tables.num_tables):
             start, end = bounds[t], bounds[t + 1]
-            if end > start:
-                symbols[order[start:end]] = coder.decode(tables.model(t), int(end - start))
-        lo = tables.offsets[table_ids]
-        escape_sym = tables.lengths[table_ids] - 1
-        values = lo + symbols
-        idx = np.flatnonzero(symbols == escape_sym)
-        if idx.size:
-            side = coder.decode(uniform(2), idx.size).astype(np.int64)
-            nb = coder.decode(uniform(_NB_ALPHABET), idx.size).astype(np.int64)
-            mant = np.zeros(idx.size, dtype=np.int64)
-            low_bits = np.minimum(nb, _LOW_BITS)
-            has_low, has_high = nb >= 1, nb > _LOW_BITS
-            if has_low.any():
-                mant[has_low] = coder.decode(uniform(), (np.int64(1) << low_bits[has_low]).astype(np.int32))
-            if has_high.any():
-                high = coder.decode(uniform(), (np.int64(1) << (nb[has_high] - _LOW_BITS)).astype(np.int32))
-                mant[has_high] += high.astype(np.int64) << _LOW_BITS
-            d = (np.int64(1) << nb) + mant - 1
-            hi = lo[idx] + escape_sym[idx] - 1
-            values[idx] = np.where(side == 1, lo[idx] - 1 - d, hi + 1 + d)
+            if end == start:
+                continue
+            seg = coder.decode(tables.model(t), int(end - start))
+            out = seg == tables.lengths[t] - 1
+            if out.any():
+                escaped.append(order[start:end][out])
+            grouped[start:end] = seg + tables.offsets[t]
+        values = np.empty(count, dtype=np.int64)
+        values[order] = grouped
+        if escaped:
+            pos = np.sort(np.concatenate(escaped))
+            values[pos] = _pop_escapes(coder, *_escape_bounds(tables, table_ids[pos]))
         empty = coder.is_empty()
     except SSBError:
         raise
     except Exception as exc:  # constriction reports invalid data as ValueError / RuntimeError
-        raise MalformedFieldError(f"entropy decoder rejected the payload: {exc}", offset=0, field=field) from exc
+        raise MalformedFieldError(f"entropy decoder rejected the payload: {exc}",
+                                  offset=0, field=field) from exc
     if not empty:
         raise MalformedFieldError("payload is corrupted, truncated or was coded with other tables "
                                   "(coder not exhausted after the last element)", offset=0, field=field)

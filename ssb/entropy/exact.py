@@ -12,7 +12,8 @@ Number formats
 An activation with ``f`` fractional bits is an integer *code* ``X`` meaning ``X * 2**-f``.
 A layer's weights are, per output channel ``c``, integers ``W`` (``|W| <= q = 2**(b-1) - 1``
 for ``weight_bits = b``) times ``2**e[c]``; its bias is an integer ``B[c]`` on the
-accumulator grid ``2**(e[c] - f_in)``.  The frozen layer computes
+accumulator grid ``2**(e[c] - f_in)``, ``|B| <= 2**40`` (``e[c]`` is raised for a channel whose
+weights are too small for its bias).  The frozen layer computes
 
     acc = sum(W * X) + B                      (float64 tensors holding integers)
     Y   = floor(acc * 2**(e[c] - f_in + f_out) + 1/2)   (power-of-two rescale, round half up)
@@ -25,8 +26,9 @@ magnitude at most ``N * q * in_max + max|B| <= ACC_LIMIT = 2**48 < 2**53``, so e
 operation of the convolution is exact and the result does not depend on the summation order,
 the thread count, or CPU versus GPU.  The rescale multiplies by a power of two (exact), adds
 ``2**(k-1) < 2**52`` to an integer below ``2**48`` (exact) and floors (exact).  The 2**5 margin
-below 2**53 also lets ``torch.round(acc)`` absorb the rounding of transform-based convolution
-algorithms (Winograd/FFT), should a backend pick one for float64.
+below 2**53 is a safety net: should a backend ever use a transform-based (Winograd/FFT)
+float64 convolution, whose results are not exact, ``torch.round(acc)`` restores the integer
+as long as that error stays below 1/2.
 
 Training (not frozen) runs the same arithmetic in float with straight-through fake
 quantization of weights (per output channel, power-of-two scale), biases and activations
@@ -45,6 +47,14 @@ __all__ = ["ACC_LIMIT", "IntegerConv2d", "IntegerConvTranspose2d", "ExactSequent
 
 ACC_LIMIT = 1 << 48
 _MAX_DOWN_SHIFT = 52
+_BIAS_BITS = 40  # |B| <= 2**40
+
+
+def _ceil_log2(x: Tensor) -> Tensor:
+    """Smallest integer ``e`` with ``x <= 2**e`` for ``x > 0`` (exact, via frexp); a very low value for 0."""
+    mant, exp = torch.frexp(x)
+    exp = (exp - (mant == 0.5).to(exp.dtype)).to(torch.int64)  # x = 2**(exp-1) exactly when mant is 1/2
+    return torch.where(x > 0, exp, torch.full_like(exp, -(1 << 20)))
 
 
 def _round_half_up(x: Tensor) -> Tensor:
@@ -92,7 +102,8 @@ class _ExactConv(nn.Module):
     def set_input_format(self, frac_bits: int, max_abs: int) -> None:
         """Input codes have ``frac_bits`` fractional bits and magnitude ``<= max_abs`` (clamped)."""
         if "frozen_flag" in self._buffers and self.frozen:
-            raise SSBError("cannot change the input format of a frozen layer; unfreeze() first", field="in_format")
+            raise SSBError("cannot change the input format of a frozen layer; unfreeze() first",
+                           field="in_format")
         self.in_frac_bits = int(frac_bits)
         self.in_max = int(max_abs)
 
@@ -110,22 +121,24 @@ class _ExactConv(nn.Module):
         shape[self._out_axis] = -1
         return t.reshape(shape)
 
-    def _weight_exponents(self, weight: Tensor) -> Tensor:
+    def _weight_exponents(self, weight: Tensor, bias: Tensor | None) -> Tensor:
         """Per output channel, the smallest ``e`` with ``max|w| <= q * 2**e`` (int64).
 
-        Bounded below by ``f_in - f_out - 52`` so that every rescale is exact (see module doc).
+        Raised where needed so that the integer bias stays below ``2**40`` (a dead channel with
+        tiny weights and a real bias), and bounded below by ``f_in - f_out - 52`` so that every
+        rescale is exact (see the module docstring).
         """
         dims = [d for d in range(weight.dim()) if d != self._out_axis]
-        ratio = weight.detach().to(torch.float64).abs().amax(dim=dims) / self._qmax
-        mant, exp = torch.frexp(ratio)
-        exp = (exp - (mant == 0.5).to(exp.dtype)).to(torch.int64)  # exact powers of two: 2**(exp-1)
-        floor_exp = self.in_frac_bits - self.out_frac_bits - _MAX_DOWN_SHIFT
-        return torch.where(ratio > 0, exp, torch.zeros_like(exp)).clamp_min(floor_exp)
+        exp = _ceil_log2(weight.detach().to(torch.float64).abs().amax(dim=dims) / self._qmax)
+        if bias is not None:
+            exp = torch.maximum(exp, _ceil_log2(bias.detach().to(torch.float64).abs() * 2.0**(
+                self.in_frac_bits - _BIAS_BITS)))
+        return exp.clamp_min(self.in_frac_bits - self.out_frac_bits - _MAX_DOWN_SHIFT)
 
     # -- training path -------------------------------------------------------------------
     def _fake_forward(self, x: Tensor) -> Tensor:
         x = fake_quantize(x, self.in_frac_bits, -self.in_max, self.in_max)
-        exp = self._weight_exponents(self.weight)
+        exp = self._weight_exponents(self.weight, self.bias)
         step = self._view(torch.pow(2.0, exp.to(self.weight.dtype)))
         w_clip = torch.maximum(torch.minimum(self.weight, self._qmax * step), -self._qmax * step)
         w = w_clip + (torch.round(w_clip / step) * step - w_clip).detach()
@@ -146,9 +159,10 @@ class _ExactConv(nn.Module):
         Raises :class:`LimitExceededError` if the accumulator bound exceeds ``ACC_LIMIT``.
         """
         w = self.weight.detach().to(torch.float64)
-        if not bool(torch.isfinite(w).all()) or (self.bias is not None and not bool(torch.isfinite(self.bias).all())):
+        params = [w] if self.bias is None else [w, self.bias.detach()]
+        if not all(bool(torch.isfinite(p).all()) for p in params):
             raise SSBError(f"{type(self).__name__} has non-finite parameters", field="weight")
-        exp = self._weight_exponents(w)
+        exp = self._weight_exponents(w, self.bias)
         step = self._view(torch.pow(2.0, exp.to(torch.float64)))
         int_w = torch.clamp(torch.round(w / step), -self._qmax, self._qmax)
         if self.bias is not None:
@@ -156,11 +170,13 @@ class _ExactConv(nn.Module):
             int_b = _round_half_up(self.bias.detach().to(torch.float64) / grid)
         else:
             int_b = torch.zeros_like(exp, dtype=torch.float64)
-        bound = self._fan_in() * self._qmax * self.in_max + int(int_b.abs().max().item() if int_b.numel() else 0)
+        max_bias = int(int_b.abs().max().item()) if int_b.numel() else 0
+        bound = self._fan_in() * self._qmax * self.in_max + max_bias
         if bound > ACC_LIMIT:
             raise LimitExceededError(
                 f"{type(self).__name__}: accumulator bound fan_in({self._fan_in()}) * max|W|({self._qmax}) * "
-                f"max|X|({self.in_max}) + max|B| = {bound} exceeds 2**48; lower in_bits/weight_bits or the bias",
+                f"max|X|({self.in_max}) + max|B|({max_bias}) = {bound} exceeds 2**48; "
+                "lower in_bits / weight_bits or the bias",
                 field="accumulator")
         self.int_weight.copy_(int_w.to(self.int_weight.dtype))
         self.int_bias.copy_(int_b.to(torch.int64))
@@ -180,11 +196,12 @@ class _ExactConv(nn.Module):
         c_shape = [1, -1] + [1] * (acc.dim() - 2)
         acc = acc + self.int_bias.to(acc).reshape(c_shape)
         shift = self.weight_exp.to(torch.int64) - self.in_frac_bits + self.out_frac_bits
-        up = torch.pow(2.0, shift.clamp_min(0).to(torch.float64)).to(acc.device).reshape(c_shape)
-        k = (-shift).clamp_min(0)
-        half = torch.where(k > 0, torch.pow(2.0, (k - 1).to(torch.float64)), torch.zeros_like(k, dtype=torch.float64))
-        down = torch.pow(2.0, (-k).to(torch.float64))
-        y = torch.floor((acc * up + half.to(acc.device).reshape(c_shape)) * down.to(acc.device).reshape(c_shape))
+        k = (-shift).clamp_min(0).to(torch.float64)
+        up = torch.pow(2.0, shift.clamp_min(0).to(torch.float64))
+        half = torch.where(k > 0, torch.pow(2.0, k - 1), torch.zeros_like(k))
+        down = torch.pow(2.0, -k)
+        up, half, down = (t.to(acc.device).reshape(c_shape) for t in (up, half, down))
+        y = torch.floor((acc * up + half) * down)
         if self.relu:
             y = y.clamp_min(0)
         return y.clamp(self.out_min, self.out_max)
@@ -211,7 +228,8 @@ class IntegerConv2d(_ExactConv, nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, *, relu: bool = False, weight_bits: int = 8,
                  out_frac_bits: int = 8, out_bits: int = 16, in_frac_bits: int = 0, in_bits: int = 16):
-        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
+        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                           bias)
         self._setup_exact(relu=relu, weight_bits=weight_bits, out_frac_bits=out_frac_bits, out_bits=out_bits,
                           in_frac_bits=in_frac_bits, in_bits=in_bits)
 
@@ -223,13 +241,16 @@ class IntegerConv2d(_ExactConv, nn.Conv2d):
 
 
 class IntegerConvTranspose2d(_ExactConv, nn.ConvTranspose2d):
-    """``nn.ConvTranspose2d`` (``groups=1``) with the behaviour of :class:`IntegerConv2d`."""
+    """``nn.ConvTranspose2d`` with the behaviour of :class:`IntegerConv2d`; ``groups`` must be 1."""
 
     _out_axis = 1
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 output_padding=0, bias: bool = True, dilation=1, *, relu: bool = False, weight_bits: int = 8,
-                 out_frac_bits: int = 8, out_bits: int = 16, in_frac_bits: int = 0, in_bits: int = 16):
+                 output_padding=0, groups: int = 1, bias: bool = True, dilation=1, *, relu: bool = False,
+                 weight_bits: int = 8, out_frac_bits: int = 8, out_bits: int = 16, in_frac_bits: int = 0,
+                 in_bits: int = 16):
+        if groups != 1:
+            raise SSBError("IntegerConvTranspose2d supports groups=1 only", field="groups")
         nn.ConvTranspose2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding,
                                     output_padding, 1, bias, dilation)
         self._setup_exact(relu=relu, weight_bits=weight_bits, out_frac_bits=out_frac_bits, out_bits=out_bits,
@@ -261,7 +282,8 @@ class ExactSequential(nn.Module):
     def __init__(self, *layers: _ExactConv, in_frac_bits: int = 0, in_bits: int = 16):
         super().__init__()
         if not layers or not all(isinstance(m, _ExactConv) for m in layers):
-            raise SSBError("ExactSequential takes one or more IntegerConv2d / IntegerConvTranspose2d", field="layers")
+            raise SSBError("ExactSequential takes one or more IntegerConv2d / IntegerConvTranspose2d",
+                           field="layers")
         self.layers = nn.ModuleList(layers)
         self.in_frac_bits = int(in_frac_bits)
         self.in_max = (1 << (in_bits - 1)) - 1
@@ -304,7 +326,8 @@ class ExactSequential(nn.Module):
         if not self.frozen:
             raise SSBError("ExactSequential.codes needs freeze() (or update()) first", field="frozen")
         if not bool(torch.isfinite(x).all()):
-            raise MalformedFieldError("input of the exact network holds NaN or infinite values", field="input")
+            raise MalformedFieldError("input of the exact network holds NaN or infinite values",
+                                      field="input")
         y = _round_half_up(x.detach().to(torch.float64) * 2.0**self.in_frac_bits)
         for layer in self.layers:
             y = layer.forward_codes(y)

@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ssb.entropy.base import EntropyModel, TablesNotReadyError
+from ssb.entropy.base import EntropyModel, TablesNotReadyError, rounded_integers
 from ssb.entropy.coding import MAX_SYMBOLS, check_count, decode_integers, encode_integers
 from ssb.entropy.quantization import lower_bound, quantize
-from ssb.entropy.tables import MAX_ABS_VALUE, MAX_TABLE_LENGTH, MAX_TABLES, quantize_pmf
-from ssb.errors import LimitExceededError, MalformedFieldError, SSBError
+from ssb.entropy.tables import MAX_TABLE_LENGTH, MAX_TABLES, quantize_pmf
+from ssb.errors import MalformedFieldError, SSBError
 
 __all__ = ["GaussianConditional", "default_scale_table"]
 
@@ -39,6 +39,10 @@ MAX_SCALE = 4096.0
 def default_scale_table(min_scale: float = 0.11, max_scale: float = 256.0, levels: int = 64) -> list[float]:
     """``levels`` scales log-spaced from ``min_scale`` to ``max_scale`` (CompressAI's table)."""
     return [float(s) for s in np.exp(np.linspace(math.log(min_scale), math.log(max_scale), levels))]
+
+
+def _is_integer(dtype: torch.dtype) -> bool:
+    return not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
 
 
 def _standard_cumulative(x: Tensor) -> Tensor:
@@ -74,7 +78,8 @@ class GaussianConditional(EntropyModel):
             raise SSBError(f"scale_table must hold 1..{MAX_TABLES} increasing scales in (0, {MAX_SCALE}]",
                            field="scale_table")
         if not 0 <= scale_code_bits <= 16:
-            raise SSBError(f"scale_code_bits must be in [0, 16], got {scale_code_bits}", field="scale_code_bits")
+            raise SSBError(f"scale_code_bits must be in [0, 16], got {scale_code_bits}",
+                           field="scale_code_bits")
         self.scale_code_bits = int(scale_code_bits)
         self.scale_bound = float(table[0] if scale_bound is None else scale_bound)
         self.register_buffer("scale_table", torch.from_numpy(table))
@@ -135,15 +140,17 @@ class GaussianConditional(EntropyModel):
         """Table index of each integer scale code (int64, same shape), by integer comparisons only."""
         if not self.updated:
             raise TablesNotReadyError("GaussianConditional.build_indexes needs update() (scale thresholds)")
-        if scale_codes.dtype.is_floating_point or scale_codes.dtype.is_complex or scale_codes.dtype == torch.bool:
-            raise SSBError(f"scale codes must be an integer tensor, got {scale_codes.dtype}", field="scale_codes")
+        if not _is_integer(scale_codes.dtype):
+            raise SSBError(f"scale codes must be an integer tensor, got {scale_codes.dtype}",
+                           field="scale_codes")
         codes = scale_codes.to(torch.int64)
         return torch.bucketize(codes, self._scale_thresholds.to(codes.device), right=True)
 
     # -- coding --------------------------------------------------------------------------
     def _checked_indexes(self, indexes: Tensor, num_tables: int) -> np.ndarray:
-        if indexes.dtype.is_floating_point or indexes.dtype.is_complex or indexes.dtype == torch.bool:
-            raise MalformedFieldError(f"indexes must be an integer tensor, got {indexes.dtype}", field="indexes")
+        if not _is_integer(indexes.dtype):
+            raise MalformedFieldError(f"indexes must be an integer tensor, got {indexes.dtype}",
+                                      field="indexes")
         ids = indexes.detach().cpu().to(torch.int64).numpy().ravel()
         if ids.size and (ids.min() < 0 or ids.max() >= num_tables):
             raise MalformedFieldError(f"indexes must lie in [0, {num_tables})", field="indexes")
@@ -161,14 +168,8 @@ class GaussianConditional(EntropyModel):
             raise MalformedFieldError(f"indexes shape {tuple(indexes.shape)} != y shape {tuple(y.shape)}",
                                       field="indexes")
         check_count(y.numel(), MAX_SYMBOLS, field="y")
-        centred = y.detach() if means is None else y.detach() - means.detach()
-        if not bool(torch.isfinite(centred).all()):
-            raise MalformedFieldError("y (minus means) holds NaN or infinite values", field="y")
-        values = torch.round(centred).cpu().to(torch.float64).numpy()
-        if values.size and np.abs(values).max() > MAX_ABS_VALUE:
-            raise LimitExceededError(f"a value of y exceeds the codable magnitude {MAX_ABS_VALUE}", field="y")
-        return encode_integers(values.astype(np.int64).ravel(), self._checked_indexes(indexes, tables.num_tables),
-                               tables)
+        values = rounded_integers(y if means is None else y - means, "y")
+        return encode_integers(values, self._checked_indexes(indexes, tables.num_tables), tables)
 
     def decompress(self, data: bytes, indexes: Tensor, means: Tensor | None = None, *,
                    dtype: torch.dtype = torch.float32, max_symbols: int = MAX_SYMBOLS) -> Tensor:

@@ -92,14 +92,16 @@ class CodingTables:
         lengths = np.asarray(lengths).astype(np.int64)
         offsets = np.asarray(offsets).astype(np.int64)
         if pmf.ndim != 2 or lengths.shape != (pmf.shape[0],) or offsets.shape != (pmf.shape[0],):
-            raise ModelMismatchError(f"{source}: table buffers have inconsistent shapes", field=f"{source}._pmf")
+            raise ModelMismatchError(f"{source}: table buffers have inconsistent shapes",
+                                     field=f"{source}._pmf")
         n_tables, k_max = pmf.shape
         if not 1 <= n_tables <= MAX_TABLES or k_max > MAX_TABLE_LENGTH:
             raise ModelMismatchError(f"{source}: {n_tables} tables of {k_max} symbols are out of limits",
                                      field=f"{source}._pmf")
         pmf = pmf.astype(np.int64)
         if np.any(lengths < 2) or np.any(lengths > k_max):
-            raise ModelMismatchError(f"{source}: table lengths out of [2, {k_max}]", field=f"{source}._pmf_length")
+            raise ModelMismatchError(f"{source}: table lengths out of [2, {k_max}]",
+                                     field=f"{source}._pmf_length")
         used = np.arange(k_max)[None, :] < lengths[:, None]
         if np.any(pmf[used] < 1) or np.any(pmf[~used] != 0) or np.any(pmf.sum(axis=1) != 1 << PRECISION):
             raise ModelMismatchError(f"{source}: frequencies must be >= 1 and sum to 2**{PRECISION}",

@@ -31,6 +31,19 @@ from ssb.format.writer import Writer, recover
 open = open_bitstream  # noqa: A001 - the public name is ssb.format.open
 
 __all__ = [
-    "open", "Writer", "recover", "UnitType", "Limits", "DEFAULT_LIMITS", "SequenceHeader", "FrameEntry",
-    "UnitEntry", "Bitstream", "Selection", "summarize", "class_names", "MAGIC", "VERSION",
+    "open",
+    "Writer",
+    "recover",
+    "UnitType",
+    "Limits",
+    "DEFAULT_LIMITS",
+    "SequenceHeader",
+    "FrameEntry",
+    "UnitEntry",
+    "Bitstream",
+    "Selection",
+    "summarize",
+    "class_names",
+    "MAGIC",
+    "VERSION",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ssb.errors import SSBError
 from ssb.format.layout import UNIT_HEADER_SIZE, type_name
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -71,8 +72,12 @@ class UnitEntry:
     @property
     def attributed(self) -> bool:
         """True when the unit carries an object, class, group or box (it belongs to an object)."""
-        return (self.object_id is not None or self.class_id is not None or self.group_id is not None
-                or self.bbox is not None)
+        return (
+            self.object_id is not None
+            or self.class_id is not None
+            or self.group_id is not None
+            or self.bbox is not None
+        )
 
     def payload(self) -> memoryview:
         """The payload bytes: a zero-copy view of the mapped file or buffer.
@@ -82,7 +87,7 @@ class UnitEntry:
         verified; a mismatch raises :class:`~ssb.errors.ChecksumError` naming the unit.
         """
         if self._bs is None:
-            raise ValueError("this unit is not attached to an open bitstream")
+            raise SSBError("the bitstream of this unit is closed", field=f"unit[{self.number}]")
         return self._bs._payload(self)
 
 

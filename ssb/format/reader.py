@@ -11,17 +11,45 @@ readable up to its last complete fragment.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import re
 import zlib
+from itertools import repeat
 from typing import Iterable, Iterator
 
 import numpy as np
 
-from ssb.errors import ChecksumError, LimitExceededError, MalformedFieldError, SSBError, TruncatedError, \
-    UnsupportedVersionError
-from ssb.format.layout import END, FRAME_HAS_PTS, FRAME_HEADER, INDEX_ENTRY, INDEX_ENTRY_SIZE, INDEX_HEADER, \
-    PREAMBLE, PREAMBLE_SIZE, PRESENT_BBOX, PRESENT_CLASS, PRESENT_GROUP, PRESENT_OBJECT, PRESENT_SCORE, \
-    SEQUENCE_HEADER, UNIT_HEADER, UNIT_HEADER_SIZE, VERSION, UnitType, as_unit_type, type_name
+from ssb.errors import (
+    ChecksumError,
+    LimitExceededError,
+    MalformedFieldError,
+    SSBError,
+    TruncatedError,
+    UnsupportedVersionError,
+)
+from ssb.format.layout import (
+    END,
+    FRAME_HAS_PTS,
+    FRAME_HEADER,
+    INDEX_ENTRY,
+    INDEX_HEADER,
+    MAGIC,
+    PREAMBLE,
+    PREAMBLE_SIZE,
+    PRESENT_BBOX,
+    PRESENT_CLASS,
+    PRESENT_GROUP,
+    PRESENT_OBJECT,
+    PRESENT_SCORE,
+    SEQUENCE_HEADER,
+    UNIT_HEADER,
+    UNIT_HEADER_SIZE,
+    VERSION,
+    UnitType,
+    as_unit_type,
+    type_name,
+)
 from ssb.format.limits import DEFAULT_LIMITS, Limits
 from ssb.format.model import FrameEntry, SequenceHeader, UnitEntry
 from ssb.format.select import Selection, select_units
@@ -33,6 +61,7 @@ _FH = int(UnitType.FRAME_HEADER)
 _END = int(UnitType.END)
 # Resynchronisation looks for the little-endian type id of a FRAME_HEADER or END unit header.
 _RESYNC = re.compile(re.escape(_FH.to_bytes(2, "little")) + b"|" + re.escape(_END.to_bytes(2, "little")))
+_TYPE_BY_ID = {int(t): t for t in UnitType}
 _TOP_LEVEL_FORBIDDEN = {int(UnitType.SEQUENCE_HEADER), int(UnitType.INDEX)}
 
 
@@ -42,6 +71,22 @@ class _Skip(Exception):
     def __init__(self, error: SSBError, resume: int | None):
         self.error = error
         self.resume = resume
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector while the index objects are built.
+
+    Opening allocates one object per unit and none of them is garbage; without this,
+    collections triggered by those allocations take about half of the open time.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class _StreamLimit(Exception):
@@ -65,8 +110,15 @@ class Bitstream:
     size: stream size in bytes
     """
 
-    def __init__(self, source: Source, *, limits: Limits | None = None, verify: bool = True,
-                 strict: bool = False, owned: bool = False):
+    def __init__(
+        self,
+        source: Source,
+        *,
+        limits: Limits | None = None,
+        verify: bool = True,
+        strict: bool = False,
+        owned: bool = False,
+    ):
         self._src = source
         self._owned = owned
         self._closed = False
@@ -80,7 +132,8 @@ class Bitstream:
         self.complete = False
         self._data_end = 0  # end of the last fully parsed element before END (where an appender resumes)
         try:
-            self._parse()
+            with _gc_paused():
+                self._parse()
         except BaseException:
             self.close()
             raise
@@ -103,21 +156,40 @@ class Bitstream:
             self._frame_map = {f.frame_index: f for f in self.frames}
         return self._frame_map.get(frame_index)
 
-    def select(self, classes: Iterable[int] | None = None, objects: Iterable[int] | None = None,
-               groups: Iterable[int] | None = None, frames: Iterable[int] | None = None,
-               region: tuple[float, float, float, float] | None = None,
-               types: Iterable[UnitType | int] | None = None, include_shared: bool = True) -> Selection:
+    def select(
+        self,
+        classes: Iterable[int] | None = None,
+        objects: Iterable[int] | None = None,
+        groups: Iterable[int] | None = None,
+        frames: Iterable[int] | None = None,
+        region: tuple[float, float, float, float] | None = None,
+        types: Iterable[UnitType | int] | None = None,
+        include_shared: bool = True,
+    ) -> Selection:
         """The units a query needs and their merged byte ranges, from the index alone.
 
         See :func:`ssb.format.select.select_units` for the exact rules.
         """
-        return select_units(self, classes=classes, objects=objects, groups=groups, frames=frames,
-                            region=region, types=types, include_shared=include_shared)
+        return select_units(
+            self,
+            classes=classes,
+            objects=objects,
+            groups=groups,
+            frames=frames,
+            region=region,
+            types=types,
+            include_shared=include_shared,
+        )
 
     def check(self) -> list[SSBError]:
-        """Read and verify every unit's header and payload; returns the problems found."""
+        """Read and verify every unit's header and payload; returns the problems found.
+
+        Structural units already verified while opening (``verify=True``) are not read again.
+        """
         problems = []
         for u in self.units:
+            if u._checked and self.verify:
+                continue
             try:
                 self._payload(u, force_verify=True)
             except SSBError as exc:
@@ -125,8 +197,11 @@ class Bitstream:
         return problems
 
     def close(self) -> None:
+        """Release the source (unmap a path). Units stay listed but their payloads are gone."""
         if not self._closed:
             self._closed = True
+            for u in self.units:  # break the unit -> bitstream cycles so memory is freed at once
+                u._bs = None
             if self._owned:
                 self._src.close()
 
@@ -139,26 +214,35 @@ class Bitstream:
     def __repr__(self) -> str:
         h = getattr(self, "header", None)
         dims = f"{h.width}x{h.height}" if h else "?"
-        return (f"<ssb Bitstream v{VERSION[0]}.x {dims}, {len(self.frames)} frames, {len(self.units)} units, "
-                f"{self.size} bytes{', complete' if self.complete else ''}>")
+        version = ".".join(map(str, getattr(self, "version", ("?", "?"))))
+        return (
+            f"<ssb Bitstream v{version} {dims}, {len(self.frames)} frames, {len(self.units)} units, "
+            f"{self.size} bytes{', complete' if self.complete else ''}>"
+        )
 
     # ------------------------------------------------------------------ payload access
     def _payload(self, u: UnitEntry, force_verify: bool = False) -> memoryview:
         if self._closed:
             raise SSBError("the bitstream is closed", field=f"unit[{u.number}]")
-        if u._checked:
+        if u._checked and not force_verify:
             return self._src.read(u.offset, u.length, f"unit[{u.number}].payload")
         hstart = u.offset - UNIT_HEADER_SIZE
         hdr = self._read_header(hstart, u.number)
         path = f"unit[{u.number}].header"
         for name, want in (("type", int(u.type)), ("length", u.length), ("flags", u.flags)):
             if hdr[name] != want:
-                raise MalformedFieldError(f"unit header {name} {hdr[name]} disagrees with the index ({want})",
-                                          offset=hstart + UNIT_HEADER.offsets[name], field=f"{path}.{name}")
+                raise MalformedFieldError(
+                    f"unit header {name} {hdr[name]} disagrees with the index ({want})",
+                    offset=hstart + UNIT_HEADER.offsets[name],
+                    field=f"{path}.{name}",
+                )
         view = self._src.read(u.offset, u.length, f"unit[{u.number}].payload")
         if (self.verify or force_verify) and zlib.crc32(view) != hdr["payload_crc"]:
-            raise ChecksumError(f"unit {u.number} ({type_name(u.type)}, frame {u.frame}) payload checksum "
-                                "mismatch", offset=u.offset, field=f"unit[{u.number}].payload")
+            raise ChecksumError(
+                f"unit {u.number} ({type_name(u.type)}, frame {u.frame}) payload checksum mismatch",
+                offset=u.offset,
+                field=f"unit[{u.number}].payload",
+            )
         u._checked = True
         return view
 
@@ -183,44 +267,83 @@ class Bitstream:
         path = f"unit[{number}].payload"
         start = pos + UNIT_HEADER_SIZE
         if end is not None and start + hdr["length"] > end:
-            raise MalformedFieldError("unit runs past the end of its fragment", offset=pos + 4,
-                                      field=f"unit[{number}].header.length")
+            raise MalformedFieldError(
+                "unit runs past the end of its fragment",
+                offset=pos + 4,
+                field=f"unit[{number}].header.length",
+            )
         view = self._src.read(start, hdr["length"], path)
         if self.verify and zlib.crc32(view) != hdr["payload_crc"]:
-            raise ChecksumError(f"unit {number} ({type_name(hdr['type'])}) payload checksum mismatch",
-                                offset=start, field=path)
+            raise ChecksumError(
+                f"unit {number} ({type_name(hdr['type'])}) payload checksum mismatch",
+                offset=start,
+                field=path,
+            )
         return view
 
     def _entry(self, hdr: dict, pos: int, frame: int | None) -> UnitEntry:
-        return UnitEntry(len(self.units), as_unit_type(hdr["type"]), hdr["flags"], frame, None, None, None,
-                         None, None, pos + UNIT_HEADER_SIZE, hdr["length"], self, False)
+        return UnitEntry(
+            len(self.units),
+            as_unit_type(hdr["type"]),
+            hdr["flags"],
+            frame,
+            None,
+            None,
+            None,
+            None,
+            None,
+            pos + UNIT_HEADER_SIZE,
+            hdr["length"],
+            self,
+            False,
+        )
 
     def _count_units(self, extra: int, pos: int) -> None:
         """Refuse, before allocating them, units beyond ``Limits.max_units`` (fatal: a stream-wide limit)."""
         if len(self.units) + extra > self.limits.max_units:
-            raise _StreamLimit(LimitExceededError(f"more than Limits.max_units={self.limits.max_units} units",
-                                                  offset=pos, field=f"unit[{len(self.units)}]"))
+            raise _StreamLimit(
+                LimitExceededError(
+                    f"more than Limits.max_units={self.limits.max_units} units",
+                    offset=pos,
+                    field=f"unit[{len(self.units)}]",
+                )
+            )
 
     def _parse(self) -> None:
         raw = self._src.read(0, PREAMBLE_SIZE, "preamble")
+        if bytes(raw[:8]) != MAGIC:
+            raise MalformedFieldError(
+                "not an SSB stream (its first 8 bytes are not the SSB signature)",
+                offset=0,
+                field="preamble.magic",
+            )
         pre, _ = PREAMBLE.unpack(raw, path="preamble")  # the magic first: "not an SSB file"
         if zlib.crc32(raw[:12]) != pre["crc"]:
             raise ChecksumError("preamble checksum mismatch", offset=12, field="preamble.crc")
         if pre["major"] != VERSION[0]:
-            raise UnsupportedVersionError(f"SSB version {pre['major']}.{pre['minor']} is not supported; this reader "
-                                          f"implements major version {VERSION[0]}", offset=8, field="preamble.major")
+            raise UnsupportedVersionError(
+                f"SSB version {pre['major']}.{pre['minor']} is not supported; this reader "
+                f"implements major version {VERSION[0]}",
+                offset=8,
+                field="preamble.major",
+            )
         self.version = (pre["major"], pre["minor"])
 
         pos = PREAMBLE_SIZE
         hdr = self._read_header(pos, 0)
         if hdr["type"] != int(UnitType.SEQUENCE_HEADER):
-            raise MalformedFieldError(f"the first unit must be a SEQUENCE_HEADER, found {type_name(hdr['type'])}",
-                                      offset=pos, field="unit[0].header.type")
+            raise MalformedFieldError(
+                f"the first unit must be a SEQUENCE_HEADER, found {type_name(hdr['type'])}",
+                offset=pos,
+                field="unit[0].header.type",
+            )
         payload = self._read_payload(pos, hdr, 0)
-        seq, _ = SEQUENCE_HEADER.unpack(payload, base=pos + UNIT_HEADER_SIZE, path="unit[0].payload",
-                                        limits=self.limits)
-        self.header = SequenceHeader(seq["width"], seq["height"], seq["fps_num"], seq["fps_den"], seq["codec"],
-                                     seq["metadata"])
+        seq, _ = SEQUENCE_HEADER.unpack(
+            payload, base=pos + UNIT_HEADER_SIZE, path="unit[0].payload", limits=self.limits
+        )
+        self.header = SequenceHeader(
+            seq["width"], seq["height"], seq["fps_num"], seq["fps_den"], seq["codec"], seq["metadata"]
+        )
         entry = self._entry(hdr, pos, None)
         entry._checked = True
         self.units.append(entry)
@@ -257,12 +380,22 @@ class Bitstream:
             else:
                 end = pos + UNIT_HEADER_SIZE + hdr["length"]
                 if end > size:
-                    self._record(TruncatedError(f"unit {number} ({type_name(kind)}) is cut short", offset=pos,
-                                                field=f"unit[{number}]"))
+                    self._record(
+                        TruncatedError(
+                            f"unit {number} ({type_name(kind)}) is cut short",
+                            offset=pos,
+                            field=f"unit[{number}]",
+                        )
+                    )
                     return
                 if kind in _TOP_LEVEL_FORBIDDEN:
-                    self._record(MalformedFieldError(f"{type_name(kind)} unit outside a fragment", offset=pos,
-                                                     field=f"unit[{number}].header.type"))
+                    self._record(
+                        MalformedFieldError(
+                            f"{type_name(kind)} unit outside a fragment",
+                            offset=pos,
+                            field=f"unit[{number}].header.type",
+                        )
+                    )
                 else:
                     try:
                         self._count_units(1, pos)
@@ -286,8 +419,9 @@ class Bitstream:
         number = len(self.units)
         try:
             payload = self._read_payload(pos, hdr, number)
-            end, _ = END.unpack(payload, base=pos + UNIT_HEADER_SIZE, path=f"unit[{number}].payload",
-                                limits=self.limits)
+            end, _ = END.unpack(
+                payload, base=pos + UNIT_HEADER_SIZE, path=f"unit[{number}].payload", limits=self.limits
+            )
         except SSBError as exc:
             self._record(exc)
             return
@@ -296,13 +430,20 @@ class Bitstream:
         self.units[-1]._checked = True
         self.complete = True
         if end["frame_count"] != len(self.frames) or end["unit_count"] != number:
-            self._record(MalformedFieldError(
-                f"END counts {end['frame_count']} frames / {end['unit_count']} units, read "
-                f"{len(self.frames)} / {number}: fragments were lost", offset=pos + UNIT_HEADER_SIZE,
-                field=f"unit[{number}].payload.frame_count"))
+            self._record(
+                MalformedFieldError(
+                    f"END counts {end['frame_count']} frames / {end['unit_count']} units, read "
+                    f"{len(self.frames)} / {number}: fragments were lost",
+                    offset=pos + UNIT_HEADER_SIZE,
+                    field=f"unit[{number}].payload.frame_count",
+                )
+            )
         if stop != self.size:
-            self._record(MalformedFieldError(f"{self.size - stop} bytes after the END unit", offset=stop,
-                                             field=f"unit[{number + 1}]"))
+            self._record(
+                MalformedFieldError(
+                    f"{self.size - stop} bytes after the END unit", offset=stop, field=f"unit[{number + 1}]"
+                )
+            )
 
     def _fragment(self, pos: int, hdr: dict) -> int:
         """Parse the fragment whose FRAME_HEADER header is at ``pos``; returns the next offset."""
@@ -314,18 +455,28 @@ class Bitstream:
         except SSBError as exc:
             raise _Skip(exc, self._resync(pos + 1)) from None
         try:
-            fh, _ = FRAME_HEADER.unpack(fh_payload, base=pos + UNIT_HEADER_SIZE, path=f"unit[{n0}].payload",
-                                        limits=self.limits)
+            fh, _ = FRAME_HEADER.unpack(
+                fh_payload, base=pos + UNIT_HEADER_SIZE, path=f"unit[{n0}].payload", limits=self.limits
+            )
         except SSBError as exc:  # checksum was right: the writer broke the syntax; length is unreliable
             raise _Skip(exc, self._resync(pos + 1)) from None
         frag_end = pos + fh["fragment_length"]
         if frag_end > self.size:
-            raise _Skip(TruncatedError(f"fragment of frame {fh['frame_index']} is cut short: needs "
-                                       f"{fh['fragment_length']} bytes, {self.size - pos} left", offset=pos,
-                                       field=f"unit[{n0}].payload.fragment_length"), None)
+            raise _Skip(
+                TruncatedError(
+                    f"fragment of frame {fh['frame_index']} is cut short: needs "
+                    f"{fh['fragment_length']} bytes, {self.size - pos} left",
+                    offset=pos,
+                    field=f"unit[{n0}].payload.fragment_length",
+                ),
+                None,
+            )
         if len(self.frames) >= self.limits.max_frames:
-            raise LimitExceededError(f"more than Limits.max_frames={self.limits.max_frames} frames", offset=pos,
-                                     field=f"unit[{n0}]")
+            raise LimitExceededError(
+                f"more than Limits.max_frames={self.limits.max_frames} frames",
+                offset=pos,
+                field=f"unit[{n0}]",
+            )
         try:
             frame = self._fragment_body(pos, hdr, fh, frag_end)
         except _StreamLimit as exc:
@@ -333,9 +484,15 @@ class Bitstream:
         except SSBError as exc:
             raise _Skip(exc, frag_end) from None
         if self.frames and frame.frame_index <= self.frames[-1].frame_index:
-            raise _Skip(MalformedFieldError(f"frame index {frame.frame_index} does not increase (previous "
-                                            f"{self.frames[-1].frame_index})", offset=pos + UNIT_HEADER_SIZE,
-                                            field=f"unit[{n0}].payload.frame_index"), frag_end)
+            raise _Skip(
+                MalformedFieldError(
+                    f"frame index {frame.frame_index} does not increase (previous "
+                    f"{self.frames[-1].frame_index})",
+                    offset=pos + UNIT_HEADER_SIZE,
+                    field=f"unit[{n0}].payload.frame_index",
+                ),
+                frag_end,
+            )
         self.frames.append(frame)
         self.units.append(frame.header_unit)
         self.units.append(frame.index_unit)
@@ -347,12 +504,18 @@ class Bitstream:
         frame_index = fh["frame_index"]
         ipos = pos + UNIT_HEADER_SIZE + hdr["length"]
         if ipos + UNIT_HEADER_SIZE > frag_end:
-            raise MalformedFieldError("fragment too short for its INDEX unit", offset=pos + UNIT_HEADER_SIZE + 16,
-                                      field=f"unit[{n0}].payload.fragment_length")
+            raise MalformedFieldError(
+                "fragment too short for its INDEX unit",
+                offset=pos + UNIT_HEADER_SIZE + 16,
+                field=f"unit[{n0}].payload.fragment_length",
+            )
         ihdr = self._read_header(ipos, n0 + 1)
         if ihdr["type"] != int(UnitType.INDEX):
-            raise MalformedFieldError(f"a FRAME_HEADER must be followed by an INDEX, found "
-                                      f"{type_name(ihdr['type'])}", offset=ipos, field=f"unit[{n0 + 1}].header.type")
+            raise MalformedFieldError(
+                f"a FRAME_HEADER must be followed by an INDEX, found {type_name(ihdr['type'])}",
+                offset=ipos,
+                field=f"unit[{n0 + 1}].header.type",
+            )
         ipayload = self._read_payload(ipos, ihdr, n0 + 1, end=frag_end)
         ibase = ipos + UNIT_HEADER_SIZE
         ipath = f"unit[{n0 + 1}].payload"
@@ -361,16 +524,29 @@ class Bitstream:
         self._count_units(count + 2, pos)
         table_start = INDEX_HEADER.fixed_size
         if table_start + count * stride > len(ipayload):
-            raise MalformedFieldError(f"INDEX declares {count} entries of {stride} bytes, payload holds "
-                                      f"{len(ipayload) - table_start}", offset=ibase + 4,
-                                      field=f"{ipath}.entry_count")
-        arr = INDEX_ENTRY.unpack_array(ipayload[table_start:table_start + count * stride], count, stride,
-                                       base=ibase + table_start, path=f"{ipath}.entries", limits=self.limits)
+            raise MalformedFieldError(
+                f"INDEX declares {count} entries of {stride} bytes, payload holds "
+                f"{len(ipayload) - table_start}",
+                offset=ibase + 4,
+                field=f"{ipath}.entry_count",
+            )
+        arr = INDEX_ENTRY.unpack_array(
+            ipayload[table_start : table_start + count * stride],
+            count,
+            stride,
+            base=ibase + table_start,
+            path=f"{ipath}.entries",
+            limits=self.limits,
+        )
         present = arr["present"]
         n_objects = int(np.count_nonzero(present & PRESENT_OBJECT))
         if n_objects > self.limits.max_objects:
-            raise LimitExceededError(f"{n_objects} objects in frame {frame_index}, over Limits.max_objects="
-                                     f"{self.limits.max_objects}", offset=ibase, field=f"{ipath}.entries")
+            raise LimitExceededError(
+                f"{n_objects} objects in frame {frame_index}, over Limits.max_objects="
+                f"{self.limits.max_objects}",
+                offset=ibase,
+                field=f"{ipath}.entries",
+            )
         # The content units must tile the rest of the fragment exactly, in index order.
         content_start = ipos + UNIT_HEADER_SIZE + ihdr["length"] - pos
         offsets = arr["offset"].astype(np.int64)
@@ -379,43 +555,78 @@ class Bitstream:
         bad = np.flatnonzero(offsets != expected[:-1])
         if bad.size:
             i = int(bad[0])
-            raise MalformedFieldError(f"entry {i} offset {int(offsets[i])} should be {int(expected[i])}",
-                                      offset=ibase + table_start + i * stride + INDEX_ENTRY.offsets["offset"],
-                                      field=f"{ipath}.entries[{i}].offset")
+            raise MalformedFieldError(
+                f"entry {i} offset {int(offsets[i])} should be {int(expected[i])}",
+                offset=ibase + table_start + i * stride + INDEX_ENTRY.offsets["offset"],
+                field=f"{ipath}.entries[{i}].offset",
+            )
         if pos + int(expected[-1]) != frag_end:
-            raise MalformedFieldError(f"units end at fragment byte {int(expected[-1])}, fragment_length is "
-                                      f"{frag_end - pos}", offset=pos + UNIT_HEADER_SIZE + 16,
-                                      field=f"unit[{n0}].payload.fragment_length")
+            raise MalformedFieldError(
+                f"units end at fragment byte {int(expected[-1])}, fragment_length is {frag_end - pos}",
+                offset=pos + UNIT_HEADER_SIZE + 16,
+                field=f"unit[{n0}].payload.fragment_length",
+            )
 
         fh_unit = self._entry(hdr, pos, frame_index)
         fh_unit._checked = True
-        ix_unit = UnitEntry(n0 + 1, UnitType.INDEX, ihdr["flags"], frame_index, None, None, None, None, None,
-                            ibase, ihdr["length"], self, True)
+        ix_unit = UnitEntry(
+            n0 + 1,
+            UnitType.INDEX,
+            ihdr["flags"],
+            frame_index,
+            None,
+            None,
+            None,
+            None,
+            None,
+            ibase,
+            ihdr["length"],
+            self,
+            True,
+        )
         units = _entries(self, arr, n0 + 2, frame_index, pos + UNIT_HEADER_SIZE)
         pts = fh["pts"] if fh["flags"] & FRAME_HAS_PTS else None
         return FrameEntry(frame_index, pts, fh["metadata"], units, pos, frag_end - pos, fh_unit, ix_unit)
 
 
-def _entries(bs: Bitstream, arr: np.ndarray, first_number: int, frame: int, payload_base: int) -> list[UnitEntry]:
-    """UnitEntry objects for a validated index table (columns converted once, then zipped)."""
-    cols = [arr[name].tolist() for name in ("type", "flags", "present", "offset", "length", "object_id",
-                                            "class_id", "group_id", "x0", "y0", "x1", "y1", "score")]
-    out = []
-    number = first_number
-    for t, fl, p, off, ln, oid, cid, gid, x0, y0, x1, y1, sc in zip(*cols):
-        out.append(UnitEntry(
-            number, as_unit_type(t), fl, frame,
-            oid if p & PRESENT_OBJECT else None,
-            cid if p & PRESENT_CLASS else None,
-            gid if p & PRESENT_GROUP else None,
-            (x0, y0, x1, y1) if p & PRESENT_BBOX else None,
-            sc if p & PRESENT_SCORE else None,
-            payload_base + off, ln, bs, False))
-        number += 1
-    return out
+def _entries(
+    bs: Bitstream, arr: np.ndarray, first_number: int, frame: int, payload_base: int
+) -> list[UnitEntry]:
+    """UnitEntry objects for a validated index table, built column-wise (the open's hot loop)."""
+    present = arr["present"]
+
+    def optional(name: str, bit: int) -> list:
+        col = arr[name].astype(object)
+        col[(present & bit) == 0] = None
+        return col.tolist()
+
+    boxes = list(zip(*(arr[k].tolist() for k in ("x0", "y0", "x1", "y1"))))
+    for i in np.flatnonzero((present & PRESENT_BBOX) == 0).tolist():
+        boxes[i] = None
+    count = len(arr)
+    return list(
+        map(
+            UnitEntry,
+            range(first_number, first_number + count),
+            [_TYPE_BY_ID.get(t, t) for t in arr["type"].tolist()],
+            arr["flags"].tolist(),
+            repeat(frame, count),
+            optional("object_id", PRESENT_OBJECT),
+            optional("class_id", PRESENT_CLASS),
+            optional("group_id", PRESENT_GROUP),
+            boxes,
+            optional("score", PRESENT_SCORE),
+            (arr["offset"].astype(np.int64) + payload_base).tolist(),
+            arr["length"].tolist(),
+            repeat(bs, count),
+            repeat(False, count),
+        )
+    )
 
 
-def open_bitstream(source, limits: Limits | None = None, verify: bool = True, strict: bool = False) -> Bitstream:
+def open_bitstream(
+    source, limits: Limits | None = None, verify: bool = True, strict: bool = False
+) -> Bitstream:
     """Open an SSB stream lazily: only the preamble, unit headers of structural units and indexes are read.
 
     Parameters

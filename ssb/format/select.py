@@ -60,15 +60,26 @@ def _as_set(values: Iterable[int] | int | None) -> set[int] | None:
     return {int(v) for v in values}
 
 
-def _intersects(bbox: tuple[float, float, float, float] | None, region: tuple[float, float, float, float]) -> bool:
+def _intersects(
+    bbox: tuple[float, float, float, float] | None, region: tuple[float, float, float, float]
+) -> bool:
     if bbox is None:
         return False
     x0, y0, x1, y1 = region
     return bbox[0] <= x1 and x0 <= bbox[2] and bbox[1] <= y1 and y0 <= bbox[3]
 
 
-def select_units(bs: Bitstream, *, classes=None, objects=None, groups=None, frames=None, region=None, types=None,
-                 include_shared: bool = True) -> Selection:
+def select_units(
+    bs: Bitstream,
+    *,
+    classes=None,
+    objects=None,
+    groups=None,
+    frames=None,
+    region=None,
+    types=None,
+    include_shared: bool = True,
+) -> Selection:
     """Select units by frame, object, class, group, region and type.
 
     Rules (normative, see docs/format.md, "Selection"):

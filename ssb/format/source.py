@@ -33,8 +33,11 @@ class Source:
     def read(self, offset: int, n: int, field: str = "") -> memoryview:
         """Exactly ``n`` bytes at ``offset`` (zero-copy where the source allows)."""
         if offset < 0 or n < 0 or offset + n > self.size:
-            raise TruncatedError(f"stream ends at byte {self.size}, needs bytes {offset}..{offset + n}",
-                                 offset=min(max(offset, 0), self.size), field=field or None)
+            raise TruncatedError(
+                f"stream ends at byte {self.size}, needs bytes {offset}..{offset + n}",
+                offset=min(max(offset, 0), self.size),
+                field=field or None,
+            )
         self.bytes_read += n
         return self._read(offset, n)
 
@@ -70,7 +73,7 @@ class MemorySource(Source):
         self.size = len(view)
 
     def _read(self, offset: int, n: int) -> memoryview:
-        return self._view[offset:offset + n]
+        return self._view[offset : offset + n]
 
     def close(self) -> None:
         view, owner = self._view, self._owner
@@ -124,4 +127,6 @@ def source_for(obj) -> tuple[Source, bool]:
         return MemorySource(obj), False
     if hasattr(obj, "read") and hasattr(obj, "seek"):
         return FileSource(obj), False
-    raise TypeError(f"cannot read an SSB stream from {type(obj).__name__}: give a path, bytes or a binary file")
+    raise TypeError(
+        f"cannot read an SSB stream from {type(obj).__name__}: give a path, bytes or a binary file"
+    )

@@ -62,7 +62,10 @@ def summarize(bs: Bitstream, *, boxes: bool = True) -> dict[str, Any]:
             if u.object_id is not None:
                 objects.add(u.object_id)
             if u.class_id is not None:
-                key = (fr.frame_index, ("object", u.object_id) if u.object_id is not None else ("unit", u.number))
+                key = (
+                    fr.frame_index,
+                    ("object", u.object_id) if u.object_id is not None else ("unit", u.number),
+                )
                 frame_dets[u.class_id].add(key)
                 det = detections[u.class_id]
                 if key not in det or (det[key].bbox is None and u.bbox is not None):
@@ -70,13 +73,19 @@ def summarize(bs: Bitstream, *, boxes: bool = True) -> dict[str, Any]:
                 if u.object_id is not None:
                     tracks[u.class_id].add(u.object_id)
         per_class = {c: len(keys) for c, keys in frame_dets.items()}
-        frames.append({
-            "frame": fr.frame_index, "pts": fr.pts, "offset": fr.offset, "bytes": fr.length,
-            "share": fr.length / size, "units": len(fr.units),
-            "types": {k: {"units": v[0], "bytes": v[1]} for k, v in sorted(types.items())},
-            "objects": len(objects),
-            "classes": {names.get(c, str(c)): n for c, n in sorted(per_class.items())},
-        })
+        frames.append(
+            {
+                "frame": fr.frame_index,
+                "pts": fr.pts,
+                "offset": fr.offset,
+                "bytes": fr.length,
+                "share": fr.length / size,
+                "units": len(fr.units),
+                "types": {k: {"units": v[0], "bytes": v[1]} for k, v in sorted(types.items())},
+                "objects": len(objects),
+                "classes": {names.get(c, str(c)): n for c, n in sorted(per_class.items())},
+            }
+        )
 
     classes = {}
     box_list = []
@@ -89,13 +98,26 @@ def summarize(bs: Bitstream, *, boxes: bool = True) -> dict[str, Any]:
             "detections": len(dets),
             "frames": len({u.frame for u in dets}),
             "tracks": len(tracks[cid]),
-            "box_area": ({"min": min(areas), "mean": sum(areas) / len(areas), "max": max(areas)} if areas else None),
+            "box_area": (
+                {"min": min(areas), "mean": sum(areas) / len(areas), "max": max(areas)} if areas else None
+            ),
             "score_mean": sum(scores) / len(scores) if scores else None,
         }
         if boxes:
-            box_list.extend({"frame": u.frame, "object_id": u.object_id, "class_id": cid, "class": names.get(cid),
-                             "group_id": u.group_id, "bbox": list(u.bbox), "score": u.score, "unit": u.number}
-                            for u in dets if u.bbox is not None)
+            box_list.extend(
+                {
+                    "frame": u.frame,
+                    "object_id": u.object_id,
+                    "class_id": cid,
+                    "class": names.get(cid),
+                    "group_id": u.group_id,
+                    "bbox": list(u.bbox),
+                    "score": u.score,
+                    "unit": u.number,
+                }
+                for u in dets
+                if u.bbox is not None
+            )
     box_list.sort(key=lambda b: (b["frame"], b["unit"]))
 
     h = bs.header
@@ -104,11 +126,23 @@ def summarize(bs: Bitstream, *, boxes: bool = True) -> dict[str, Any]:
         "version": f"{bs.version[0]}.{bs.version[1]}",
         "size": bs.size,
         "complete": bs.complete,
-        "header": {"width": h.width, "height": h.height, "fps_num": h.fps_num, "fps_den": h.fps_den,
-                   "codec": h.codec, "metadata": h.metadata},
-        "totals": {"frames": len(bs.frames), "units": len(bs.units), "content_payload_bytes": content,
-                   "container_bytes": bs.size - content},
-        "types": {k: {"units": v[0], "bytes": v[1], "share": v[1] / size} for k, v in sorted(by_type.items())},
+        "header": {
+            "width": h.width,
+            "height": h.height,
+            "fps_num": h.fps_num,
+            "fps_den": h.fps_den,
+            "codec": h.codec,
+            "metadata": h.metadata,
+        },
+        "totals": {
+            "frames": len(bs.frames),
+            "units": len(bs.units),
+            "content_payload_bytes": content,
+            "container_bytes": bs.size - content,
+        },
+        "types": {
+            k: {"units": v[0], "bytes": v[1], "share": v[1] / size} for k, v in sorted(by_type.items())
+        },
         "frames": frames,
         "classes": classes,
         "errors": [str(e) for e in bs.errors],

@@ -80,8 +80,14 @@ class Field:
         """The constraints in words, for the specification table."""
         parts = []
         if self.const is not None:
-            parts.append("= " + (" ".join(f"{b:02X}" for b in self.const) if isinstance(self.const, bytes)
-                                 else repr(self.const)))
+            parts.append(
+                "= "
+                + (
+                    " ".join(f"{b:02X}" for b in self.const)
+                    if isinstance(self.const, bytes)
+                    else repr(self.const)
+                )
+            )
         what = "byte count" if not self.fixed else "value"
         if self.min is not None:
             parts.append(f"{what} ≥ {self.min}")
@@ -130,12 +136,14 @@ class Struct:
         for f in fixed:
             self.offsets[f.name] = pos
             pos += _FIXED[f.type][1]
-        self.dtype = np.dtype({
-            "names": [f.name for f in fixed],
-            "formats": [_FIXED[f.type][2] for f in fixed],
-            "offsets": [self.offsets[f.name] for f in fixed],
-            "itemsize": self.fixed_size,
-        })
+        self.dtype = np.dtype(
+            {
+                "names": [f.name for f in fixed],
+                "formats": [_FIXED[f.type][2] for f in fixed],
+                "offsets": [self.offsets[f.name] for f in fixed],
+                "itemsize": self.fixed_size,
+            }
+        )
         self._by_name = {f.name: f for f in self.fields}
         for c in self.checks:
             if c.field not in self.offsets:
@@ -147,8 +155,9 @@ class Struct:
         return None if self.var_fields else self.fixed_size
 
     # ------------------------------------------------------------------ decoding
-    def unpack(self, buf, *, base: int = 0, path: str = "", limits: Limits = DEFAULT_LIMITS,
-               pos: int = 0) -> tuple[dict[str, Any], int]:
+    def unpack(
+        self, buf, *, base: int = 0, path: str = "", limits: Limits = DEFAULT_LIMITS, pos: int = 0
+    ) -> tuple[dict[str, Any], int]:
         """Decode and validate one record at ``buf[pos:]``; returns (values, end position).
 
         ``base`` is the absolute stream offset of ``buf[0]`` (for error offsets),
@@ -159,8 +168,9 @@ class Struct:
         self.validate(values, base=base + pos, path=path, limits=limits)
         return values, end
 
-    def decode(self, buf, *, base: int = 0, path: str = "", limits: Limits = DEFAULT_LIMITS,
-               pos: int = 0) -> tuple[dict[str, Any], int]:
+    def decode(
+        self, buf, *, base: int = 0, path: str = "", limits: Limits = DEFAULT_LIMITS, pos: int = 0
+    ) -> tuple[dict[str, Any], int]:
         """Like :meth:`unpack` but without the value checks of the fixed fields.
 
         Variable-length fields are still bounded (``max``/``limit`` on their byte
@@ -168,11 +178,12 @@ class Struct:
         """
         avail = len(buf) - pos
         if avail < self.fixed_size:
-            missing = next(f for f in self.fixed_fields
-                           if self.offsets[f.name] + _FIXED[f.type][1] > avail)
+            missing = next(f for f in self.fixed_fields if self.offsets[f.name] + _FIXED[f.type][1] > avail)
             raise MalformedFieldError(
                 f"{self.name} needs {self.fixed_size} bytes, only {avail} left",
-                offset=base + pos + self.offsets[missing.name], field=_join(path, missing.name))
+                offset=base + pos + self.offsets[missing.name],
+                field=_join(path, missing.name),
+            )
         values = dict(zip((f.name for f in self.fixed_fields), self._st.unpack_from(buf, pos)))
         pos += self.fixed_size
         for f in self.var_fields:
@@ -184,26 +195,38 @@ class Struct:
             self._check_count(f, n, limits, fpath, base + pos)
             pos += psize
             if len(buf) - pos < n:
-                raise MalformedFieldError(f"{f.name}: declares {n} bytes, only {len(buf) - pos} left",
-                                          offset=base + pos - psize, field=fpath)
-            raw = bytes(buf[pos:pos + n])
-            values[f.name] = (load_json(raw, fpath, base + pos) if f.type == "json32"
-                              else _load_str(raw, fpath, base + pos))
+                raise MalformedFieldError(
+                    f"{f.name}: declares {n} bytes, only {len(buf) - pos} left",
+                    offset=base + pos - psize,
+                    field=fpath,
+                )
+            raw = bytes(buf[pos : pos + n])
+            values[f.name] = (
+                load_json(raw, fpath, base + pos) if f.type == "json32" else _load_str(raw, fpath, base + pos)
+            )
             pos += n
         return values, pos
 
-    def validate(self, values: Mapping[str, Any], *, base: int | None = 0, path: str = "",
-                 limits: Limits = DEFAULT_LIMITS) -> None:
+    def validate(
+        self,
+        values: Mapping[str, Any],
+        *,
+        base: int | None = 0,
+        path: str = "",
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
         """Check decoded fixed-field values and the cross-field rules."""
         for f in self.fixed_fields:
             _check_value(f, values[f.name], limits, _join(path, f.name), _at(base, self.offsets[f.name]))
         for c in self.checks:
             if not c.test(values):
-                raise MalformedFieldError(c.message, offset=_at(base, self.offsets[c.field]),
-                                          field=_join(path, c.field))
+                raise MalformedFieldError(
+                    c.message, offset=_at(base, self.offsets[c.field]), field=_join(path, c.field)
+                )
 
-    def unpack_array(self, buf, count: int, stride: int, *, base: int = 0, path: str = "",
-                     limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
+    def unpack_array(
+        self, buf, count: int, stride: int, *, base: int = 0, path: str = "", limits: Limits = DEFAULT_LIMITS
+    ) -> np.ndarray:
         """Decode ``count`` records spaced ``stride`` bytes apart, validated vectorially.
 
         The caller has checked that ``buf`` holds ``count * stride`` bytes.  Returns a
@@ -218,8 +241,11 @@ class Struct:
 
         def fail(bad: np.ndarray, name: str, message: str, exc=MalformedFieldError) -> None:
             i = int(np.flatnonzero(bad)[0])
-            raise exc(message.format(value=arr[name][i].item()),
-                      offset=base + i * stride + self.offsets[name], field=f"{path}[{i}].{name}")
+            raise exc(
+                message.format(value=arr[name][i].item()),
+                offset=base + i * stride + self.offsets[name],
+                field=f"{path}[{i}].{name}",
+            )
 
         for f in self.fixed_fields:
             col = arr[f.name]
@@ -234,7 +260,9 @@ class Struct:
             if f.limit is not None:
                 lim = getattr(limits, f.limit)
                 if (bad := col > lim).any():
-                    fail(bad, f.name, f"{f.name} {{value}} exceeds Limits.{f.limit}={lim}", LimitExceededError)
+                    fail(
+                        bad, f.name, f"{f.name} {{value}} exceeds Limits.{f.limit}={lim}", LimitExceededError
+                    )
         for c in self.checks:
             bad = ~np.asarray(c.test(arr), dtype=bool)
             if bad.any():
@@ -242,8 +270,14 @@ class Struct:
         return arr
 
     # ------------------------------------------------------------------ encoding
-    def pack(self, values: Mapping[str, Any], *, path: str = "", limits: Limits = DEFAULT_LIMITS,
-             validate: bool = True) -> bytes:
+    def pack(
+        self,
+        values: Mapping[str, Any],
+        *,
+        path: str = "",
+        limits: Limits = DEFAULT_LIMITS,
+        validate: bool = True,
+    ) -> bytes:
         """Encode one record, applying the same checks as :meth:`unpack` first."""
         if validate:
             for f in self.fixed_fields:
@@ -261,19 +295,23 @@ class Struct:
 
     def _check_count(self, f: Field, n: int, limits: Limits, path: str, offset: int | None) -> None:
         if f.min is not None and n < f.min:
-            raise MalformedFieldError(f"{f.name} must hold ≥ {f.min} bytes, has {n}", offset=offset, field=path)
+            raise MalformedFieldError(
+                f"{f.name} must hold ≥ {f.min} bytes, has {n}", offset=offset, field=path
+            )
         hi = _VAR[f.type][2] if f.max is None else f.max
         if n > hi:
             raise MalformedFieldError(f"{f.name} must hold ≤ {hi} bytes, has {n}", offset=offset, field=path)
         if f.limit is not None and n > getattr(limits, f.limit):
-            raise LimitExceededError(f"{f.name} declares {n} bytes, over Limits.{f.limit}="
-                                     f"{getattr(limits, f.limit)}", offset=offset, field=path)
+            raise LimitExceededError(
+                f"{f.name} declares {n} bytes, over Limits.{f.limit}={getattr(limits, f.limit)}",
+                offset=offset,
+                field=path,
+            )
 
     # ------------------------------------------------------------------ documentation
     def markdown(self) -> str:
         """The normative field table of this structure (GitHub markdown)."""
-        rows = ["| Offset | Size | Field | Type | Constraint | Meaning |",
-                "|---:|---:|---|---|---|---|"]
+        rows = ["| Offset | Size | Field | Type | Constraint | Meaning |", "|---:|---:|---|---|---|---|"]
         pos: int | None = 0
         for f in self.fields:
             if f.fixed:
@@ -304,8 +342,11 @@ def _check_type(f: Field, value: Any, path: str) -> None:
     if f.type == "bytes8":
         ok = isinstance(value, bytes) and len(value) == 8
     elif f.type == "f32":
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
-            not math.isfinite(value) or abs(value) <= _F32_MAX)
+        ok = (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and (not math.isfinite(value) or abs(value) <= _F32_MAX)
+        )
     else:
         ok = isinstance(value, int) and not isinstance(value, bool) and code[3] <= value <= code[4]
     if not ok:
@@ -322,16 +363,18 @@ def _check_value(f: Field, v: Any, limits: Limits, path: str, offset: int | None
     if f.max is not None and v > f.max:
         raise MalformedFieldError(f"{f.name} must be ≤ {f.max}, found {v}", offset=offset, field=path)
     if f.limit is not None and v > getattr(limits, f.limit):
-        raise LimitExceededError(f"{f.name} {v} exceeds Limits.{f.limit}={getattr(limits, f.limit)}",
-                                 offset=offset, field=path)
+        raise LimitExceededError(
+            f"{f.name} {v} exceeds Limits.{f.limit}={getattr(limits, f.limit)}", offset=offset, field=path
+        )
 
 
 def _load_str(raw: bytes, path: str, offset: int) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise MalformedFieldError(f"invalid UTF-8 at byte {exc.start}", offset=offset + exc.start,
-                                  field=path) from None
+        raise MalformedFieldError(
+            f"invalid UTF-8 at byte {exc.start}", offset=offset + exc.start, field=path
+        ) from None
 
 
 def _dump_str(value: Any, path: str) -> bytes:
@@ -349,13 +392,15 @@ def load_json(raw: bytes, path: str, offset: int) -> dict:
     try:
         value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError as exc:
-        raise MalformedFieldError(f"invalid UTF-8 at byte {exc.start}", offset=offset + exc.start,
-                                  field=path) from None
+        raise MalformedFieldError(
+            f"invalid UTF-8 at byte {exc.start}", offset=offset + exc.start, field=path
+        ) from None
     except (ValueError, RecursionError) as exc:
         raise MalformedFieldError(f"invalid JSON: {str(exc)[:80]}", offset=offset, field=path) from None
     if not isinstance(value, dict):
-        raise MalformedFieldError(f"must be a JSON object, found {type(value).__name__}", offset=offset,
-                                  field=path)
+        raise MalformedFieldError(
+            f"must be a JSON object, found {type(value).__name__}", offset=offset, field=path
+        )
     return value
 
 

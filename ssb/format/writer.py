@@ -23,9 +23,27 @@ import os
 from typing import Any, BinaryIO
 
 from ssb.errors import LimitExceededError, MalformedFieldError, TruncatedError, UnsupportedVersionError
-from ssb.format.layout import END, EXTENSION_HEADER, FRAME_HAS_PTS, FRAME_HEADER, INDEX_ENTRY, INDEX_ENTRY_SIZE, \
-    INDEX_HEADER, PRESENT_BBOX, PRESENT_CLASS, PRESENT_GROUP, PRESENT_OBJECT, PRESENT_SCORE, SEQUENCE_HEADER, \
-    STRUCTURAL_TYPES, UNIT_HEADER_SIZE, VERSION, UnitType, pack_preamble, pack_unit_header
+from ssb.format.layout import (
+    END,
+    EXTENSION_HEADER,
+    FRAME_HAS_PTS,
+    FRAME_HEADER,
+    INDEX_ENTRY,
+    INDEX_ENTRY_SIZE,
+    INDEX_HEADER,
+    PRESENT_BBOX,
+    PRESENT_CLASS,
+    PRESENT_GROUP,
+    PRESENT_OBJECT,
+    PRESENT_SCORE,
+    SEQUENCE_HEADER,
+    STRUCTURAL_TYPES,
+    UNIT_HEADER_SIZE,
+    VERSION,
+    UnitType,
+    pack_preamble,
+    pack_unit_header,
+)
 from ssb.format.limits import DEFAULT_LIMITS, Limits
 from ssb.format.model import SequenceHeader
 from ssb.format.reader import open_bitstream
@@ -58,8 +76,15 @@ class Writer:
         is always fsynced before the final rename.
     """
 
-    def __init__(self, target, header: SequenceHeader | None = None, limits: Limits | None = None, *,
-                 append: bool = False, fsync: bool = False):
+    def __init__(
+        self,
+        target,
+        header: SequenceHeader | None = None,
+        limits: Limits | None = None,
+        *,
+        append: bool = False,
+        fsync: bool = False,
+    ):
         self.limits = limits or DEFAULT_LIMITS
         self._fsync = fsync
         self._frame: dict[str, Any] | None = None
@@ -84,7 +109,9 @@ class Writer:
         elif hasattr(target, "write") and not isinstance(target, io.TextIOBase):
             self._f = target
         else:
-            raise TypeError(f"cannot write an SSB stream to {type(target).__name__}: give a path or a binary file")
+            raise TypeError(
+                f"cannot write an SSB stream to {type(target).__name__}: give a path or a binary file"
+            )
         self.header = header
         self.offset = 0
         self._write(pack_preamble())
@@ -101,20 +128,49 @@ class Writer:
         path = f"frame[{frame_index}]"
         frame_index = _as_int(frame_index, f"{path}.frame_index")
         pts = None if pts is None else _as_int(pts, f"{path}.pts")
-        if self._last_frame is not None and isinstance(frame_index, int) and frame_index <= self._last_frame:
-            raise MalformedFieldError(f"frame index {frame_index} must exceed the previous one ({self._last_frame})",
-                                      field=f"{path}.frame_index")
+        if self._last_frame is not None and frame_index <= self._last_frame:
+            raise MalformedFieldError(
+                f"frame index {frame_index} must exceed the previous one ({self._last_frame})",
+                field=f"{path}.frame_index",
+            )
         if self.frames_written >= self.limits.max_frames:
-            raise LimitExceededError(f"more than Limits.max_frames={self.limits.max_frames} frames", field=path)
-        values = {"frame_index": frame_index, "flags": 0 if pts is None else FRAME_HAS_PTS, "reserved": 0,
-                  "pts": 0 if pts is None else pts, "fragment_length": 1, "metadata": metadata or {}}
+            raise LimitExceededError(
+                f"more than Limits.max_frames={self.limits.max_frames} frames", field=path
+            )
+        values = {
+            "frame_index": frame_index,
+            "flags": 0 if pts is None else FRAME_HAS_PTS,
+            "reserved": 0,
+            "pts": 0 if pts is None else pts,
+            "fragment_length": 1,
+            "metadata": metadata or {},
+        }
         header_len = len(FRAME_HEADER.pack(values, path=path, limits=self.limits))  # validates every field
-        self._frame = {"frame_index": frame_index, "values": values, "units": [], "objects": 0,
-                       "size": 2 * UNIT_HEADER_SIZE + header_len + INDEX_HEADER.fixed_size}
+        if header_len > self.limits.max_unit_size:
+            raise LimitExceededError(
+                f"frame header of {header_len} bytes, over Limits.max_unit_size={self.limits.max_unit_size}",
+                field=f"{path}.header.length",
+            )
+        self._frame = {
+            "frame_index": frame_index,
+            "values": values,
+            "units": [],
+            "objects": 0,
+            "size": 2 * UNIT_HEADER_SIZE + header_len + INDEX_HEADER.fixed_size,
+        }
 
-    def add_unit(self, type: UnitType | int, payload, *, object_id: int | None = None, class_id: int | None = None,
-                 group_id: int | None = None, bbox: tuple[float, float, float, float] | None = None,
-                 score: float | None = None, flags: int = 0) -> int:
+    def add_unit(
+        self,
+        type: UnitType | int,
+        payload,
+        *,
+        object_id: int | None = None,
+        class_id: int | None = None,
+        group_id: int | None = None,
+        bbox: tuple[float, float, float, float] | None = None,
+        score: float | None = None,
+        flags: int = 0,
+    ) -> int:
         """Add a unit; returns its number (its position in ``Bitstream.units`` when read back).
 
         Inside a frame the unit joins the open fragment and its attributes go to the
@@ -124,20 +180,25 @@ class Writer:
         and EXTENSION payloads must start with a namespace (see the specification).
         """
         self._check_open()
-        type_id = int(type)
         frame = self._frame
-        where = (f"frame[{frame['frame_index']}].unit[{len(frame['units'])}]" if frame is not None
-                 else f"unit[{self.units_written}]")
+        where = (
+            f"frame[{frame['frame_index']}].unit[{len(frame['units'])}]"
+            if frame is not None
+            else f"unit[{self.units_written}]"
+        )
+        type_id = _as_int(type, f"{where}.type")
         if type_id in _STRUCTURAL_IDS or not 0 < type_id <= 0xFFFF:
-            raise MalformedFieldError(f"unit type {type_id} cannot be added (structural, or not a u16 ≥ 1)",
-                                      field=f"{where}.type")
+            raise MalformedFieldError(
+                f"unit type {type_id} cannot be added (structural, or not a u16 ≥ 1)", field=f"{where}.type"
+            )
         data = payload if isinstance(payload, bytes) else memoryview(payload).tobytes()
         header = pack_unit_header(type_id, flags, data, limits=self.limits, path=f"{where}.header")
         _check_payload(type_id, data, self.limits, f"{where}.payload")
         if frame is None:
             if any(v is not None for v in (object_id, class_id, group_id, bbox, score)):
-                raise MalformedFieldError("units outside a frame carry no index attributes; call begin_frame() first",
-                                          field=where)
+                raise MalformedFieldError(
+                    "units outside a frame carry no index attributes; call begin_frame() first", field=where
+                )
             self._check_unit_count(1, where)
             self._write(header)
             self._write(data)
@@ -148,11 +209,21 @@ class Writer:
         entry = _index_entry(type_id, flags, len(data), object_id, class_id, group_id, bbox, score, where)
         INDEX_ENTRY.pack(entry, path=f"{where}.index", limits=self.limits)  # validates every attribute
         if len(frame["units"]) >= self.limits.max_units_per_frame:
-            raise LimitExceededError(f"more than Limits.max_units_per_frame={self.limits.max_units_per_frame} units",
-                                     field=where)
+            raise LimitExceededError(
+                f"more than Limits.max_units_per_frame={self.limits.max_units_per_frame} units", field=where
+            )
         if object_id is not None and frame["objects"] >= self.limits.max_objects:
-            raise LimitExceededError(f"more than Limits.max_objects={self.limits.max_objects} objects", field=where)
+            raise LimitExceededError(
+                f"more than Limits.max_objects={self.limits.max_objects} objects", field=where
+            )
         self._check_unit_count(len(frame["units"]) + 3, where)  # + FRAME_HEADER, INDEX, this unit
+        index_len = INDEX_HEADER.fixed_size + INDEX_ENTRY_SIZE * (len(frame["units"]) + 1)
+        if index_len > self.limits.max_unit_size:
+            raise LimitExceededError(
+                f"the frame's INDEX would hold {index_len} bytes, over Limits.max_unit_size="
+                f"{self.limits.max_unit_size}",
+                field=where,
+            )
         size = frame["size"] + INDEX_ENTRY_SIZE + UNIT_HEADER_SIZE + len(data)
         if size > _MAX_FRAGMENT:
             raise LimitExceededError(f"fragment would exceed {_MAX_FRAGMENT} bytes", field=where)
@@ -172,15 +243,29 @@ class Writer:
         fh_payload = FRAME_HEADER.pack(values, limits=self.limits, validate=False)
         index_len = INDEX_HEADER.fixed_size + INDEX_ENTRY_SIZE * len(units)
         offset = 2 * UNIT_HEADER_SIZE + len(fh_payload) + index_len
-        table = [INDEX_HEADER.pack({"entry_size": INDEX_ENTRY_SIZE, "reserved": 0, "entry_count": len(units)},
-                                   limits=self.limits, validate=False)]
+        table = [
+            INDEX_HEADER.pack(
+                {"entry_size": INDEX_ENTRY_SIZE, "reserved": 0, "entry_count": len(units)},
+                limits=self.limits,
+                validate=False,
+            )
+        ]
         for _, data, entry in units:
             entry["offset"] = offset
             table.append(INDEX_ENTRY.pack(entry, validate=False))
             offset += UNIT_HEADER_SIZE + len(data)
         assert offset == frame["size"], (offset, frame["size"])
-        self._write_unit(UnitType.FRAME_HEADER, 0, fh_payload, f"frame[{frame['frame_index']}]")
-        self._write_unit(UnitType.INDEX, 0, b"".join(table), f"frame[{frame['frame_index']}].index")
+        index_payload = b"".join(table)
+        # every check happens before the first byte of the fragment is written
+        path = f"frame[{frame['frame_index']}]"
+        fh_header = pack_unit_header(
+            UnitType.FRAME_HEADER, 0, fh_payload, limits=self.limits, path=f"{path}.header"
+        )
+        index_header = pack_unit_header(
+            UnitType.INDEX, 0, index_payload, limits=self.limits, path=f"{path}.index.header"
+        )
+        for piece in (fh_header, fh_payload, index_header, index_payload):
+            self._write(piece)
         for header, data, _ in units:
             self._write(header)
             self._write(data)
@@ -209,7 +294,7 @@ class Writer:
                 _fsync_dir(self._path)
 
     def abort(self) -> None:
-        """Stop without finishing: no END, no rename; complete fragments stay readable in the ``.part`` file."""
+        """Stop without finishing: no END, no rename; complete fragments stay readable in ``.part``."""
         if self._closed:
             return
         self._closed = True
@@ -241,11 +326,16 @@ class Writer:
                 if not isinstance(err, TruncatedError):
                     raise err
             if bs.version[1] > VERSION[1]:
-                raise UnsupportedVersionError(f"cannot append version {VERSION[0]}.{VERSION[1]} data to a "
-                                              f"{bs.version[0]}.{bs.version[1]} stream", offset=10,
-                                              field="preamble.minor")
+                raise UnsupportedVersionError(
+                    f"cannot append version {VERSION[0]}.{VERSION[1]} data to a "
+                    f"{bs.version[0]}.{bs.version[1]} stream",
+                    offset=10,
+                    field="preamble.minor",
+                )
             if header is not None and header != bs.header:
-                raise MalformedFieldError("the sequence header differs from the file's", field="sequence_header")
+                raise MalformedFieldError(
+                    "the sequence header differs from the file's", field="sequence_header"
+                )
             self.header = bs.header
             resume = bs._data_end
             self.units_written = sum(1 for u in bs.units if u.offset < resume)
@@ -282,8 +372,18 @@ class Writer:
 def _pack_sequence_header(h: SequenceHeader, limits: Limits) -> bytes:
     if not isinstance(h, SequenceHeader):
         raise TypeError(f"header must be a SequenceHeader, got {type(h).__name__}")
-    return SEQUENCE_HEADER.pack({"width": h.width, "height": h.height, "fps_num": h.fps_num, "fps_den": h.fps_den,
-                                 "codec": h.codec, "metadata": h.metadata}, path="sequence_header", limits=limits)
+    return SEQUENCE_HEADER.pack(
+        {
+            "width": h.width,
+            "height": h.height,
+            "fps_num": h.fps_num,
+            "fps_den": h.fps_den,
+            "codec": h.codec,
+            "metadata": h.metadata,
+        },
+        path="sequence_header",
+        limits=limits,
+    )
 
 
 def _as_int(value, path: str) -> int:
@@ -296,28 +396,47 @@ def _as_int(value, path: str) -> int:
         raise MalformedFieldError(f"must be an int, got {value!r}", field=path) from None
 
 
-def _index_entry(type_id: int, flags: int, length: int, object_id, class_id, group_id, bbox, score,
-                 where: str) -> dict:
+def _index_entry(
+    type_id: int, flags: int, length: int, object_id, class_id, group_id, bbox, score, where: str
+) -> dict:
     object_id = None if object_id is None else _as_int(object_id, f"{where}.object_id")
     class_id = None if class_id is None else _as_int(class_id, f"{where}.class_id")
     group_id = None if group_id is None else _as_int(group_id, f"{where}.group_id")
     present = 0
-    for bit, value in ((PRESENT_OBJECT, object_id), (PRESENT_CLASS, class_id), (PRESENT_GROUP, group_id),
-                       (PRESENT_BBOX, bbox), (PRESENT_SCORE, score)):
+    for bit, value in (
+        (PRESENT_OBJECT, object_id),
+        (PRESENT_CLASS, class_id),
+        (PRESENT_GROUP, group_id),
+        (PRESENT_BBOX, bbox),
+        (PRESENT_SCORE, score),
+    ):
         if value is not None:
             present |= bit
     if bbox is not None:
         try:
             x0, y0, x1, y1 = (_as_float(v, f"{where}.bbox") for v in bbox)
         except (TypeError, ValueError, MalformedFieldError):
-            raise MalformedFieldError(f"bbox must be 4 numbers (x0, y0, x1, y1), got {bbox!r}",
-                                      field=f"{where}.bbox") from None
+            raise MalformedFieldError(
+                f"bbox must be 4 numbers (x0, y0, x1, y1), got {bbox!r}", field=f"{where}.bbox"
+            ) from None
     else:
         x0 = y0 = x1 = y1 = 0.0
-    return {"type": type_id, "flags": flags, "present": present, "reserved": 0, "offset": 0, "length": length,
-            "object_id": 0 if object_id is None else object_id, "class_id": 0 if class_id is None else class_id,
-            "group_id": 0 if group_id is None else group_id, "x0": x0, "y0": y0, "x1": x1, "y1": y1,
-            "score": 0.0 if score is None else _as_float(score, f"{where}.score")}
+    return {
+        "type": type_id,
+        "flags": flags,
+        "present": present,
+        "reserved": 0,
+        "offset": 0,
+        "length": length,
+        "object_id": 0 if object_id is None else object_id,
+        "class_id": 0 if class_id is None else class_id,
+        "group_id": 0 if group_id is None else group_id,
+        "x0": x0,
+        "y0": y0,
+        "x1": x1,
+        "y1": y1,
+        "score": 0.0 if score is None else _as_float(score, f"{where}.score"),
+    }
 
 
 def _as_float(value, path: str) -> float:
@@ -331,8 +450,11 @@ def _check_payload(type_id: int, data: bytes, limits: Limits, path: str) -> None
     """Syntax the specification puts on the payloads of METADATA and EXTENSION units."""
     if type_id == UnitType.METADATA:
         if len(data) > limits.max_metadata_size:
-            raise LimitExceededError(f"METADATA payload of {len(data)} bytes, over Limits.max_metadata_size="
-                                     f"{limits.max_metadata_size}", field=path)
+            raise LimitExceededError(
+                f"METADATA payload of {len(data)} bytes, over Limits.max_metadata_size="
+                f"{limits.max_metadata_size}",
+                field=path,
+            )
         load_json(data, path, 0)
     elif type_id == UnitType.EXTENSION:
         EXTENSION_HEADER.unpack(data, path=path, limits=limits)
@@ -351,8 +473,9 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def recover(part_path: str | os.PathLike, path: str | os.PathLike | None = None,
-            limits: Limits | None = None) -> str:
+def recover(
+    part_path: str | os.PathLike, path: str | os.PathLike | None = None, limits: Limits | None = None
+) -> str:
     """Finish a stream a killed writer left behind: cut its incomplete tail, add END, rename it.
 
     ``path`` defaults to ``part_path`` without its ``.part`` suffix. Returns the final path.

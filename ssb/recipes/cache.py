@@ -15,7 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ssb.recipes.data import Sample
+import dataclasses
+import json
+from pathlib import Path
+
+from ssb.recipes.data import Sample, load_split
 
 
 @dataclass
@@ -69,3 +73,25 @@ def compute_targets(samples: list[Sample], front, head, *, batch_size: int = 16,
         codes.append(c.half())
         logits.append(lg.half())
     return TeacherTargets([s.name for s in samples], torch.cat(splits), torch.cat(codes), torch.cat(logits))
+
+
+def build_targets(cfg, front, head, *, progress: bool = True) -> TeacherTargets:
+    """Teacher targets of the training set (``cfg``: a TrainConfig), cached in ``$SSB_CACHE`` (keyed by data settings and teacher)."""
+    import hashlib
+
+    from ssb.backbones.teacher_weights import cache_dir
+    from ssb.codec.zoo import teacher_fingerprint
+
+    key = hashlib.sha256(json.dumps([cfg.frame_step, cfg.crops_per_photo, cfg.flip_every, cfg.seed,
+                                     teacher_fingerprint(), 1]).encode()).hexdigest()[:16]
+    path = cache_dir() / f"train-targets-{key}.pt"
+    if path.is_file():
+        d = torch.load(path, weights_only=True)
+        return TeacherTargets(d["names"], d["split"], d["codes"], d["logits"])
+    samples = augment(load_split("train", frame_step=cfg.frame_step), crops_per_photo=cfg.crops_per_photo,
+                      flip_every=cfg.flip_every, seed=cfg.seed)
+    t = compute_targets(samples, front, head, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(dataclasses.asdict(t), str(path) + ".tmp")
+    Path(str(path) + ".tmp").replace(path)
+    return t

@@ -11,11 +11,14 @@ pixels (:mod:`ssb.recipes.cache`).  Loss, per sample of quality level ``l``::
 * ``D_cls`` / ``D_box``: output distillation against the teacher's class probabilities and
   box codes, weighted by the teacher's confidence at each anchor.
 
-Quantization follows soft-then-hard (Guo et al.): additive-noise training for the first
-``soft_fraction`` of the iterations, then hard rounding with a straight-through gradient
-while the analysis transform is frozen (its latent space was learned softly; the decoder
-and entropy model adapt to the true quantizer).  ``--quant noise`` trains with noise only,
-for the comparison the issue asks for.
+Three phases keep the recipe affordable on a CPU (the teacher tail dominates the cost):
+
+1. ``warmup_iters``: additive noise, rate + ``D_split`` only (cheap, large batches);
+2. ``distill_iters``: additive noise, the full loss with output distillation;
+3. ``hard_iters``: soft-then-hard (Guo et al.): hard rounding with a straight-through
+   gradient while the analysis transform is frozen (its latent space was learned softly; the
+   decoder and entropy model adapt to the true quantizer).  ``--quant noise`` keeps additive
+   noise in this phase instead, for the comparison the issue asks for.
 """
 
 from __future__ import annotations
@@ -31,17 +34,18 @@ import numpy as np
 import torch
 
 from ssb.codec.feature_codec import FeatureCodec, FeatureCodecConfig
-from ssb.recipes.cache import TeacherTargets, augment, compute_targets
-from ssb.recipes.data import load_split
+from ssb.recipes.cache import TeacherTargets, build_targets
 
 
 @dataclass
 class TrainConfig:
-    iterations: int = 2000
-    batch_size: int = 8
+    warmup_iters: int = 1500
+    distill_iters: int = 500
+    hard_iters: int = 300
+    warmup_batch: int = 16
+    batch_size: int = 4
     lr: float = 1e-3
     seed: int = 0
-    soft_fraction: float = 0.75
     quant: str = "soft-then-hard"  # or "noise"
     w_cls: float = 20.0
     w_box: float = 1.0
@@ -73,15 +77,14 @@ def distortion(x_hat, split, head, codes_t, logits_t, cfg: TrainConfig) -> dict[
     return {"total": total, "split": d_split, "cls": d_cls, "box": d_box}
 
 
-def build_targets(cfg: TrainConfig, front, head, *, progress: bool = True) -> TeacherTargets:
-    samples = augment(load_split("train", frame_step=cfg.frame_step), crops_per_photo=cfg.crops_per_photo,
-                      flip_every=cfg.flip_every, seed=cfg.seed)
-    return compute_targets(samples, front, head, progress=progress)
-
-
 def train(cfg: TrainConfig, out_dir: Path, *, targets: TeacherTargets | None = None, head=None, front=None,
-          progress: bool = True, log_every: int = 50) -> Path:
-    """Train the feature codec; writes ``out_dir/feature_codec.pt`` and a JSON log. Returns the weights path."""
+          progress: bool = True, log_every: int = 50, resume_soft: Path | None = None) -> Path:
+    """Train the feature codec; writes ``out_dir/feature_codec.pt`` and a JSON log. Returns the weights path.
+
+    The state after the two noise phases is saved as ``out_dir/soft_state.pt``; ``resume_soft``
+    starts from such a file at the last phase (how the soft-then-hard vs noise-only
+    comparison shares its first phases).
+    """
     from ssb.backbones.ssd_mobilenet_v2 import SSDMobileNetV2Front
     from ssb.tasks import create
 
@@ -101,31 +104,46 @@ def train(cfg: TrainConfig, out_dir: Path, *, targets: TeacherTargets | None = N
     opt = torch.optim.Adam(codec.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     n = len(targets)
-    soft_iters = cfg.iterations if cfg.quant == "noise" else int(cfg.iterations * cfg.soft_fraction)
     num_pixels = 300 * 300
+    total = cfg.warmup_iters + cfg.distill_iters + cfg.hard_iters
     log, t0 = [], time.time()
-    it = range(cfg.iterations)
+    it = range(total)
     if progress:
         from tqdm import tqdm
 
         it = tqdm(it, desc="train codec", unit="it")
     running = None
+    start = 0
+    if resume_soft is not None:
+        codec.load_state_dict(torch.load(resume_soft, weights_only=True))
+        start = cfg.warmup_iters + cfg.distill_iters
     for step in it:
-        if step == soft_iters:  # soft -> hard: freeze the analysis side, hard rounding from now on
-            for mod in (codec.g_a,):
-                for p in mod.parameters():
+        if step < start:
+            continue
+        if step == cfg.warmup_iters + cfg.distill_iters and resume_soft is None:
+            torch.save(codec.state_dict(), out_dir / "soft_state.pt")
+        phase = "warmup" if step < cfg.warmup_iters else "distill" if step < cfg.warmup_iters + cfg.distill_iters else "hard"
+        if step == cfg.warmup_iters + cfg.distill_iters:
+            if cfg.quant == "soft-then-hard":
+                for p in codec.g_a.parameters():  # soft -> hard: the analysis side is frozen from now on
                     p.requires_grad_(False)
-            opt = torch.optim.Adam([p for p in codec.parameters() if p.requires_grad], lr=cfg.lr * 0.3)
-        if step == int(cfg.iterations * 0.9):
+            opt = torch.optim.Adam([p for p in codec.parameters() if p.requires_grad], lr=cfg.lr * 0.1)
+        if step in (int(cfg.warmup_iters * 0.8), cfg.warmup_iters) and resume_soft is None:
             for g in opt.param_groups:
-                g["lr"] *= 0.1
-        quant_mode = "noise" if step < soft_iters else "ste"
-        idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
-        levels = torch.randint(0, cfg.codec.num_levels, (cfg.batch_size,), generator=gen)
+                g["lr"] *= 0.3
+        quant_mode = "ste" if phase == "hard" and cfg.quant == "soft-then-hard" else "noise"
+        bs = cfg.warmup_batch if phase == "warmup" else cfg.batch_size
+        idx = torch.randint(0, n, (bs,), generator=gen)
+        levels = torch.randint(0, cfg.codec.num_levels, (bs,), generator=gen)
         split = targets.split[idx].float()
         out = codec(split, levels, quant_mode=quant_mode)
         r = rate_bpp(out["likelihoods"], num_pixels)
-        d = distortion(out["x_hat"], split, head, targets.codes[idx].float(), targets.logits[idx].float(), cfg)
+        if phase == "warmup":
+            energy = split.pow(2).flatten(1).mean(1).clamp_min(1e-6)
+            d = {"total": (out["x_hat"] - split).pow(2).flatten(1).mean(1) / energy}
+            d["split"] = d["total"]
+        else:
+            d = distortion(out["x_hat"], split, head, targets.codes[idx].float(), targets.logits[idx].float(), cfg)
         loss = (r + lambdas[levels] * d["total"]).mean()
         aux = codec.entropy_bottleneck.aux_loss() if hasattr(codec.entropy_bottleneck, "aux_loss") else 0.0
         opt.zero_grad(set_to_none=True)
@@ -133,11 +151,14 @@ def train(cfg: TrainConfig, out_dir: Path, *, targets: TeacherTargets | None = N
         torch.nn.utils.clip_grad_norm_(codec.parameters(), 5.0)
         opt.step()
         stats = {"loss": loss.item(), "bpp300": r.mean().item(), **{k: v.mean().item() for k, v in d.items()}}
-        running = stats if running is None else {k: 0.95 * running[k] + 0.05 * v for k, v in stats.items()}
+        if running is None or step in (cfg.warmup_iters, cfg.warmup_iters + cfg.distill_iters):
+            running = dict(stats)
+        running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in stats.items()}
         if progress and hasattr(it, "set_postfix"):
-            it.set_postfix(loss=f"{running['loss']:.3f}", bpp=f"{running['bpp300']:.3f}", q=quant_mode)
-        if step % log_every == 0 or step == cfg.iterations - 1:
-            log.append({"step": step, "time_s": round(time.time() - t0, 1), "quant": quant_mode, **running})
+            it.set_postfix(loss=f"{running['loss']:.3f}", bpp=f"{running['bpp300']:.3f}", phase=phase)
+        if step % log_every == 0 or step == total - 1:
+            log.append({"step": step, "time_s": round(time.time() - t0, 1), "phase": phase, "quant": quant_mode,
+                        **running})
     codec.update(force=True)
     weights = out_dir / "feature_codec.pt"
     save_codec(codec, weights, extra={"train_config": _jsonable(cfg), "train_log_tail": log[-3:]})

@@ -17,6 +17,7 @@ from ssb.backbones.ssd_mobilenet_v2 import (  # noqa: E402
     Conv2dSame,
     SSDMobileNetV2Front,
     SSDMobileNetV2Tail,
+    fold_batchnorm,
     preprocess,
     tf_same_padding,
 )
@@ -60,8 +61,27 @@ def test_shapes_at_300(random_parts):
     ]
     assert tuple(f.shape[1] for f in feats) == FEATURE_CHANNELS == tail.out_channels
     assert [i["num_chs"] for i in tail.feature_info] == list(FEATURE_CHANNELS)
-    assert front.feature_info[-1] == {"num_chs": SPLIT_CHANNELS, "reduction": SPLIT_STRIDE, "module": "blocks.5"}
+    last = front.feature_info[-1]
+    assert last == {"num_chs": SPLIT_CHANNELS, "reduction": SPLIT_STRIDE, "module": "blocks.5"}
     assert front.out_channels == tail.in_channels == SPLIT_CHANNELS
+
+
+def test_fold_batchnorm_keeps_outputs():
+    torch.manual_seed(0)
+    front = SSDMobileNetV2Front()
+    for m in front.modules():  # non-trivial running statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    front.eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = front(x)
+        out = fold_batchnorm(front)(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in front.modules())
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
 
 
 def test_front_feature_info_names_real_modules(random_parts):
@@ -177,7 +197,8 @@ def test_convert_from_cv2_maps_blobs():
 
 
 def test_convert_from_cv2_rejects_incomplete_layers():
-    net = FakeNet({"FeatureExtractor/MobilenetV2/Conv/BatchNorm/batchnorm/add_1": [np.zeros((32, 1), np.float32)]})
+    bn = "FeatureExtractor/MobilenetV2/Conv/BatchNorm/batchnorm/add_1"
+    net = FakeNet({bn: [np.zeros((32, 1), np.float32)]})
     with pytest.raises(ModelMismatchError, match="batch-norm"):
         tw.convert_from_cv2(net)
     with pytest.raises(ModelMismatchError):
@@ -209,3 +230,17 @@ def test_load_teacher_state_caches_by_sha256(tmp_path, monkeypatch):
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 2
     tw.load_teacher_state(refresh=True)
     assert len(calls) == 3
+
+
+def test_unwritable_cache_warns_but_returns_weights(tmp_path, monkeypatch):
+    import ssb.resources
+
+    pb = tmp_path / "graph.pb"
+    pb.write_bytes(b"frozen graph")
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setattr(ssb.resources, "ssd_mobilenet_v2_files", lambda: (pb, pb))
+    monkeypatch.setattr(tw, "convert_files", lambda p, t: {"w": torch.ones(1)})
+    monkeypatch.setenv("SSB_CACHE", str(blocker / "sub"))
+    with pytest.warns(UserWarning, match="could not cache"):
+        assert torch.equal(tw.load_teacher_state()["w"], torch.ones(1))

@@ -108,7 +108,7 @@ def _match(ref_boxes, ref_labels, boxes, labels):
 
 
 def test_detections_match_cv2(runs):
-    total, ious = 0, []
+    total, ious, score_diffs = 0, [], []
     for run in runs:
         h, w = run["img"].shape[:2]
         ref = run["ref"]["detection_out"][0, 0]
@@ -123,10 +123,14 @@ def test_detections_match_cv2(runs):
             assert iou > 0.95, (run["name"], i)
             assert abs(float(dets["scores"][j]) - float(ref[i, 2])) < 0.02, (run["name"], i)
             ious.append(iou)
+            score_diffs.append(abs(float(dets["scores"][j]) - float(ref[i, 2])))
         total += len(ref)
     # vtest frames hold several pedestrians: the comparison must not be vacuous.
     assert total >= 10
     assert min(ious) > 0.95
+    split_diff = max(float(np.abs(r["split"].numpy() - r["ref"][SPLIT_LAYER]).max()) for r in runs)
+    print(f"\n[parity] {len(runs)} images, {total} matched detections, IoU mean {np.mean(ious):.6f} "
+          f"min {min(ious):.6f}, max |score diff| {max(score_diffs):.2e}, max |split diff| {split_diff:.2e}")
 
 
 def test_teacher_state_is_cached_and_reused(teacher_cache, models, monkeypatch):
@@ -142,7 +146,8 @@ def test_teacher_state_is_cached_and_reused(teacher_cache, models, monkeypatch):
     assert again.keys() == first.keys()
     assert all(torch.equal(again[k], first[k]) for k in first)
     # the state covers the whole teacher: 16.9 M parameters (BN running stats excluded)
-    params = sum(v.numel() for k, v in first.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    stats = ("running_mean", "running_var", "num_batches_tracked")
+    params = sum(v.numel() for k, v in first.items() if not k.endswith(stats))
     assert 16_500_000 < params < 17_000_000
 
 

@@ -9,7 +9,12 @@ pytest.importorskip("torchvision")
 
 from ssb.errors import MalformedFieldError  # noqa: E402
 from ssb.tasks.anchors import encode_boxes  # noqa: E402
-from ssb.tasks.coco_names import COCO_CATEGORIES, COCO_EVAL_IDS, category_name, coco_categories_json  # noqa: E402
+from ssb.tasks.coco_names import (  # noqa: E402
+    COCO_CATEGORIES,
+    COCO_EVAL_IDS,
+    category_name,
+    coco_categories_json,
+)
 from ssb.tasks.detection import NUM_CLASSES, DetectionHead, to_coco_results  # noqa: E402
 
 
@@ -52,7 +57,8 @@ def test_output_schema_from_split_features(head):
 def test_raw_outputs_shapes(head):
     with torch.no_grad():
         codes, logits, anchors = head.raw_outputs(torch.zeros(1, 32, 38, 38))
-    assert codes.shape == (1, 1917, 4) and logits.shape == (1, 1917, NUM_CLASSES) and anchors.shape == (1917, 4)
+    assert codes.shape == (1, 1917, 4) and anchors.shape == (1917, 4)
+    assert logits.shape == (1, 1917, NUM_CLASSES)
 
 
 @pytest.mark.parametrize("bad", [torch.zeros(1, 16, 38, 38), torch.zeros(32, 38, 38)])
@@ -98,7 +104,8 @@ def test_postprocess_nms_per_class_threshold_and_scaling(head):
     torch.testing.assert_close(det["boxes"][0], torch.tensor([40.0, 20.0, 200.0, 100.0]), atol=1e-3, rtol=0)
     torch.testing.assert_close(det["boxes"][2], torch.tensor([240.0, 120.0, 360.0, 200.0]), atol=1e-3, rtol=0)
     (det300,) = head.postprocess(codes, logits, anchors)  # network-input pixels by default
-    torch.testing.assert_close(det300["boxes"][0], torch.tensor([30.0, 30.0, 150.0, 150.0]), atol=1e-3, rtol=0)
+    expected = torch.tensor([30.0, 30.0, 150.0, 150.0])
+    torch.testing.assert_close(det300["boxes"][0], expected, atol=1e-3, rtol=0)
 
 
 def test_postprocess_caps_detections():
@@ -124,11 +131,12 @@ def test_pre_nms_top_k_is_per_class():
 
 
 def test_coco_results_json():
-    dets = [{"boxes": torch.tensor([[10.0, 20.0, 40.0, 60.0]]), "labels": torch.tensor([18]),
-             "scores": torch.tensor([0.875])},
-            {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long), "scores": torch.zeros(0)}]
-    assert to_coco_results(dets, [7, 8]) == [{"image_id": 7, "category_id": 18, "bbox": [10.0, 20.0, 30.0, 40.0],
-                                              "score": 0.875}]
+    one = {"boxes": torch.tensor([[10.0, 20.0, 40.0, 60.0]]), "labels": torch.tensor([18]),
+           "scores": torch.tensor([0.875])}
+    none = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long), "scores": torch.zeros(0)}
+    dets = [one, none]
+    expected = {"image_id": 7, "category_id": 18, "bbox": [10.0, 20.0, 30.0, 40.0], "score": 0.875}
+    assert to_coco_results(dets, [7, 8]) == [expected]
     with pytest.raises(MalformedFieldError):
         to_coco_results(dets, [1])
 

@@ -41,7 +41,9 @@ def test_anchor_sizes_equal_teacher_priorbox_pixels():
 
 
 def test_scales_follow_arguments():
-    specs = anchor_specs(3, min_scale=0.3, max_scale=0.9, aspect_ratios=(1.0,), reduce_boxes_in_lowest_layer=False)
+    specs = anchor_specs(
+        3, min_scale=0.3, max_scale=0.9, aspect_ratios=(1.0,), reduce_boxes_in_lowest_layer=False
+    )
     assert specs[1] == [(pytest.approx(0.6), pytest.approx(0.6)), (pytest.approx(math.sqrt(0.54)),) * 2]
     assert specs[0][0] == (pytest.approx(0.3), pytest.approx(0.3))
 
