@@ -9,4 +9,4 @@ if [ ! -f /usr/share/doc/opencv-doc/examples/data/vtest.avi ] && command -v apt-
 fi
 python3 -m pip install -q -e ".[dev]"
 python3 scripts/lint_imports.py
-python3 -m pytest -q "$@"
+python3 -m pytest -q --nbmake tests examples "$@"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ssb.errors import SSBError
@@ -68,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     except (IsADirectoryError, PermissionError) as exc:
         print(f"ssb {args.command}: error: cannot open {exc.filename}: {exc.strerror}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # `ssb info f | head`: the reader went away; not an error of ours
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
     except KeyboardInterrupt:
         print(f"ssb {args.command}: interrupted", file=sys.stderr)
         return 130

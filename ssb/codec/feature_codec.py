@@ -38,7 +38,7 @@ class FeatureCodecConfig:
     hyper: int = 32
     num_levels: int = 6
     #: rate-distortion weights of the levels (distortion weight; the rate is in bits per input pixel)
-    lambdas: tuple[float, ...] = (1.0, 2.6, 7.0, 18.0, 48.0, 128.0)
+    lambdas: tuple[float, ...] = (2.0, 6.0, 18.0, 54.0, 160.0, 480.0)
 
     def __post_init__(self):
         if len(self.lambdas) != self.num_levels:
@@ -68,7 +68,9 @@ class FeatureCodec(nn.Module):
         self.g_s = T.synthesis(c.latent, c.hidden, c.in_channels)
         self.h_a = T.hyper_analysis(c.latent, c.hidden, c.hyper)
         self.h_s = T.ExactHyperSynthesis(c.hyper, c.hidden, c.latent)
-        self.log_gain = nn.Parameter(torch.zeros(c.num_levels, c.latent))
+        # levels start spread over a 2**3 range of quantization step sizes, finest last
+        init = torch.linspace(-0.5, 1.6, c.num_levels)[:, None].expand(c.num_levels, c.latent)
+        self.log_gain = nn.Parameter(init.clone())
         self.entropy_bottleneck = EntropyBottleneck(c.hyper)
         self.gaussian_conditional = GaussianConditional()
 

@@ -39,9 +39,9 @@ from ssb.recipes.cache import TeacherTargets, build_targets
 
 @dataclass
 class TrainConfig:
-    warmup_iters: int = 1500
-    distill_iters: int = 500
-    hard_iters: int = 300
+    warmup_iters: int = 3500
+    distill_iters: int = 800
+    hard_iters: int = 400
     warmup_batch: int = 16
     batch_size: int = 4
     lr: float = 1e-3
