@@ -31,12 +31,9 @@ class Models:
 
 def load_models(weights: str | Path | None = None, *, front: bool = False, tasks: Sequence[str] = ()) -> Models:
     """The reference codec (shipped weights unless ``weights``), optionally the teacher front and heads."""
-    import torch
-
     from ssb.codec.zoo import load_codec
     from ssb.tasks import create
 
-    torch.set_grad_enabled(False)
     codec = load_codec(weights)
     fr = None
     if front:
@@ -86,6 +83,21 @@ def _read_image(path: Path) -> np.ndarray:
         raise MalformedFieldError(f"{path} is not an image Pillow can read", field="input") from exc
 
 
+def _no_grad(fn):
+    """Run ``fn`` under ``torch.no_grad()`` without touching the caller's autograd state."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import torch
+
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_no_grad
 def encode(source, dest, *, quality: int = 3, frames: range | None = None, index_objects: bool = True,
            weights=None, fps: float = 0.0, models: Models | None = None):
     """Encode an image, a folder of images or a video into an SSB file. Returns :class:`EncodeStats`."""
@@ -121,6 +133,7 @@ class AnalysisResult:
     head_seconds: float
 
 
+@_no_grad
 def analyze(path, *, tasks: Sequence[str] = ("detection",), frames: Iterable[int] | None = None,
             classes: Iterable[int] | None = None, weights=None, models: Models | None = None,
             head_options: dict | None = None) -> AnalysisResult:

@@ -18,6 +18,7 @@ after, trained with its own rate-distortion weight ``lambdas[l]``.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -93,6 +94,28 @@ class FeatureCodec(nn.Module):
     def _crop(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         return x[..., : hw[0], : hw[1]]
 
+    def _synthesize(self, y_scaled: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        """``g_s`` cropped to ``hw``. Outside training it bypasses oneDNN, whose transposed
+        convolutions round differently with the thread count: decoded features are then the
+        same bits whatever the threads (on one machine; the entropy-decoded latents are exact
+        on every machine)."""
+        if self.training:
+            return self._crop(self.g_s(y_scaled), hw)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
+            with torch.backends.mkldnn.flags(enabled=False):
+                return self._crop(self.g_s(y_scaled), hw)
+
+    def check_geometry(self, item: "CompressedFeatures") -> None:
+        """Refuse sizes that are not ``latent = ceil(out / 2)``, ``hyper = ceil(latent / 4)``."""
+        oh, ow = item.out_hw
+        lat = (-(-oh // 2), -(-ow // 2))
+        hyp = (-(-lat[0] // 4), -(-lat[1] // 4))
+        if min(oh, ow) < 1 or tuple(item.latent_hw) != lat or tuple(item.hyper_hw) != hyp:
+            raise MalformedFieldError(
+                f"inconsistent sizes: out {item.out_hw}, latent {item.latent_hw}, hyper {item.hyper_hw} "
+                f"(expected latent {lat}, hyper {hyp})", field="latent_hw")
+
     # -- training ------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, level, quant_mode: str | None = None) -> dict:
         """Reconstruction ``x_hat`` and likelihoods ``{"y", "z"}`` (for the rate term)."""
@@ -103,7 +126,7 @@ class FeatureCodec(nn.Module):
         z_hat, z_lik = self.entropy_bottleneck(z, quant_mode=quant_mode)
         scales = self.h_s(z_hat, y.shape[-2:])
         y_hat, y_lik = self.gaussian_conditional(y, scales, quant_mode=quant_mode)
-        x_hat = self._crop(self.g_s(y_hat / gain), x.shape[-2:])
+        x_hat = self._synthesize(y_hat / gain, x.shape[-2:])
         return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}, "y": y}
 
     # -- coding --------------------------------------------------------------------------
@@ -139,9 +162,10 @@ class FeatureCodec(nn.Module):
     def decompress(self, item: CompressedFeatures) -> torch.Tensor:
         """Split features ``[1, C, h, w]`` from one :class:`CompressedFeatures`."""
         lv = self._check_level(item.level)
+        self.check_geometry(item)
         c = self.config
         z_hat = self.entropy_bottleneck.decompress(item.z, (1, c.hyper, *item.hyper_hw))
         idx = self.gaussian_conditional.build_indexes(self.h_s.scale_codes(z_hat, item.latent_hw))
         y_hat = self.gaussian_conditional.decompress(item.y, idx)
         gain = self._gain(lv, 1)
-        return self._crop(self.g_s(y_hat.to(gain.dtype) / gain), item.out_hw)
+        return self._synthesize(y_hat.to(gain.dtype) / gain, item.out_hw)

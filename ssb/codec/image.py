@@ -68,6 +68,7 @@ class ImageEncoder:
         """Write ``(frame_index, image)`` pairs to ``dest`` (path or binary file)."""
         from ssb.backbones.ssd_mobilenet_v2 import preprocess
 
+        self.codec._check_level(level)  # before any file is created
         stats = EncodeStats()
         it = iter(frames)
         first = next(it, None)

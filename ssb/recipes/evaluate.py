@@ -118,6 +118,7 @@ def pixel_points(samples, models, head, codec: str, variant: str, qualities):
     return pts
 
 
+@torch.no_grad()
 def run_eval(out_dir: Path, *, weights=None, levels=None, codecs=("jpeg", "webp", "avif"),
              variants=("input", "full"), gt_score: float = 0.5, frame_step: int | None = None,
              progress: bool = True) -> list[Point]:
@@ -127,7 +128,6 @@ def run_eval(out_dir: Path, *, weights=None, levels=None, codecs=("jpeg", "webp"
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_grad_enabled(False)
     models = load_models(weights, front=True)
     head = create("detection", score_thresh=DET_SCORE)
     gt_head = create("detection")

@@ -1,0 +1,97 @@
+"""Recipes: the train / held-out split, deterministic augmentation, BD-rates of the eval table."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ssb.recipes import data
+from ssb.recipes.cache import augment
+from ssb.recipes.data import Sample, vtest_indices
+from ssb.recipes.evaluate import Point, bd_rates
+
+VTEST_FRAMES = 795  # vtest.avi of Debian's opencv-doc
+
+
+@pytest.mark.parametrize("step", [None, 1, 2, 3, 7])
+def test_vtest_splits_are_disjoint_with_the_documented_gap(step):
+    train, val = vtest_indices("train", step=step), vtest_indices("val", step=step)
+    assert train and val and not set(train) & set(val)
+    assert max(train) <= data.TRAIN_LAST_FRAME < data.VAL_FIRST_FRAME <= min(val)
+    assert max(val) < VTEST_FRAMES and min(train) == 0
+    # "a gap of 20 frames keeps near-duplicate frames apart" (ssb/recipes/data.py)
+    assert data.VAL_FIRST_FRAME - data.TRAIN_LAST_FRAME - 1 == 20
+    assert min(val) - max(train) > 20
+    assert train == sorted(set(train)) and val == sorted(set(val))
+
+
+def test_vtest_default_steps():
+    assert vtest_indices("train")[:3] == [0, data.TRAIN_FRAME_STEP, 2 * data.TRAIN_FRAME_STEP]
+    assert vtest_indices("val")[:2] == [data.VAL_FIRST_FRAME, data.VAL_FIRST_FRAME + data.VAL_FRAME_STEP]
+
+
+def test_unknown_split_is_refused():
+    with pytest.raises(ValueError, match="unknown split"):
+        vtest_indices("test")
+
+
+def test_photo_splits_are_disjoint():
+    assert not set(data.TRAIN_PHOTOS) & set(data.VAL_PHOTOS)
+
+
+def _samples() -> list[Sample]:
+    rng = np.random.default_rng(0)
+    return [Sample(f"vtest:{i:06d}", rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)) for i in range(4)] + [
+        Sample("photo:p", rng.integers(0, 256, (120, 90, 3), dtype=np.uint8))]
+
+
+def test_augment_is_deterministic_and_keeps_real_pixels():
+    samples = _samples()
+    a = augment(samples, crops_per_photo=3, flip_every=2, seed=5)
+    b = augment(samples, crops_per_photo=3, flip_every=2, seed=5)
+    assert [s.name for s in a] == [s.name for s in b]
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(a, b))
+    assert all(x is y for x, y in zip(a, samples))  # the originals come first, untouched
+    extra = {s.name: s.image for s in a[len(samples):]}
+    assert set(extra) == {"vtest:000000:flip", "vtest:000002:flip"} | {f"photo:p:crop{c}" for c in range(3)}
+    assert np.array_equal(extra["vtest:000002:flip"], samples[2].image[:, ::-1])
+    photo = samples[-1].image
+    for c in range(3):
+        crop = extra[f"photo:p:crop{c}"]
+        assert 32 <= crop.shape[0] <= photo.shape[0] and 32 <= crop.shape[1] <= photo.shape[1]
+        assert crop.flags["C_CONTIGUOUS"] and crop.dtype == np.uint8
+    other = augment(samples, crops_per_photo=3, flip_every=2, seed=6)
+    assert any(not np.array_equal(x.image, y.image) for x, y in zip(a, other))
+
+
+def _curve(method: str, rates, aps) -> list[Point]:
+    return [Point(method, q, r, ap, ap + 20.0, ap - 5.0, int(r * 1000), 10)
+            for q, (r, ap) in enumerate(zip(rates, aps))]
+
+
+def test_bd_rate_is_negative_when_ssb_dominates():
+    """SSB reaches the pixel codec's accuracies with a tenth of its bits: BD-rate -90 %."""
+    aps = [20.0, 35.0, 45.0, 50.0]
+    jpeg = [0.1, 0.2, 0.4, 0.8]
+    points = (_curve("ssb", [r / 10 for r in jpeg], aps) + _curve("jpeg-input", jpeg, aps)
+              + [Point("original", 0, 24.0, 60.0, 80.0, 55.0, 1, 10)])
+    bd = bd_rates(points)
+    assert set(bd) == {"jpeg-input"}  # "ssb" is the candidate, "original" is only the ceiling
+    row = bd["jpeg-input"]
+    assert row["why_mAP"] is None and row["why_AP50"] is None
+    assert math.isfinite(row["bd_rate_mAP"]) and row["bd_rate_mAP"] == pytest.approx(-90.0, abs=0.01)
+    assert row["bd_rate_AP50"] == pytest.approx(-90.0, abs=0.01)
+
+
+def test_bd_rate_is_positive_when_ssb_needs_more_bits():
+    aps = [20.0, 35.0, 45.0]
+    bd = bd_rates(_curve("ssb", [0.2, 0.4, 0.8], aps) + _curve("webp-full", [0.1, 0.2, 0.4], aps))
+    assert bd["webp-full"]["bd_rate_mAP"] == pytest.approx(100.0, abs=0.01)
+
+
+def test_bd_rate_of_disjoint_curves_is_nan_with_a_reason():
+    ssb_pts = _curve("ssb", [0.01, 0.02], [60.0, 70.0])
+    bd = bd_rates(ssb_pts + _curve("avif-input", [0.1, 0.2], [10.0, 20.0]))
+    assert math.isnan(bd["avif-input"]["bd_rate_mAP"]) and "overlap" in bd["avif-input"]["why_mAP"]
