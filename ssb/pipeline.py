@@ -99,8 +99,15 @@ def _no_grad(fn):
 
 @_no_grad
 def encode(source, dest, *, quality: int = 3, frames: range | None = None, index_objects: bool = True,
-           weights=None, fps: float = 0.0, models: Models | None = None):
-    """Encode an image, a folder of images or a video into an SSB file. Returns :class:`EncodeStats`."""
+           weights=None, fps: float = 0.0, models: Models | None = None, groups=None):
+    """Encode an image, a folder of images or a video into an SSB file. Returns :class:`EncodeStats`.
+
+    ``groups`` (``"auto"`` or a label-image path) writes a grouped stream instead: see
+    :func:`encode_grouped`, which then returns a :class:`~ssb.codec.groups.GroupEncodeStats`.
+    """
+    if groups is not None:
+        return encode_grouped(source, dest, groups=groups, quality=quality, frames=frames, weights=weights,
+                              fps=fps, models=models)
     from ssb.codec.image import ImageEncoder
     from ssb.tasks.coco_names import COCO_CATEGORIES
 
@@ -113,6 +120,87 @@ def encode(source, dest, *, quality: int = 3, frames: range | None = None, index
     objects = (lambda split, sizes: det(split, image_sizes=sizes)) if det is not None else None
     enc = ImageEncoder(models.codec, models.front, objects=objects, class_names=dict(COCO_CATEGORIES))
     items = source if not isinstance(source, (str, Path)) else read_images(source, frames=frames)
+    return enc.encode(items, dest, level=quality, fps=fps)
+
+
+# -- grouped streams (irregular pixel groups, ssb.codec.groups) ---------------------------------------
+#: Frames of background-subtraction history fed before the first encoded frame of a video.
+FOREGROUND_WARMUP = 100
+
+
+def _video_with_foreground(path: Path, frames: range | None, warmup: int):
+    """``(index, RGB, foreground mask)`` of a video's frames, MOG2 warmed up on the frames before them."""
+    import cv2
+
+    from ssb.codec.group_masks import ForegroundModel
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise MalformedFieldError(f"cannot open video {path}", field="input")
+    first = 0 if frames is None else frames.start
+    model, i = ForegroundModel(), 0
+    try:
+        while frames is None or i < frames.stop:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            if i >= first - warmup:
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                fg = model.apply(rgb)
+                if frames is None or i in frames:
+                    yield i, rgb, fg
+            i += 1
+    finally:
+        cap.release()
+
+
+def grouped_inputs(source, *, groups="auto", frames: range | None = None, warmup: int = FOREGROUND_WARMUP):
+    """:class:`~ssb.codec.groups.GroupedInput` items for :func:`encode_grouped`.
+
+    ``groups="auto"``: groups from the encoder-side detector, masked by MOG2 foreground for a
+    video (static camera, ``warmup`` frames of history), by the boxes themselves for images.
+    Otherwise ``groups`` is a label-image path (0 = background, k = group k) used for every frame.
+    """
+    from ssb.codec.group_masks import read_label_image
+    from ssb.codec.groups import GroupedInput
+
+    labels = None if groups == "auto" else read_label_image(groups)
+    p = Path(source)
+    if labels is None and p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES:
+        got = False
+        for index, rgb, fg in _video_with_foreground(p, frames, warmup):
+            got = True
+            yield GroupedInput(index, rgb, foreground=fg)
+        if not got:
+            raise MalformedFieldError(f"no frames read from video {p} (frames {frames})", field="input")
+        return
+    for index, rgb in read_images(source, frames=frames):
+        yield GroupedInput(index, rgb, labels=labels)
+
+
+@_no_grad
+def encode_grouped(source, dest, *, groups="auto", quality: int = 3, frames: range | None = None, weights=None,
+                   fps: float = 0.0, models: Models | None = None, min_score: float = 0.5):
+    """Encode as a grouped stream: background + one independently decodable group per object.
+
+    Returns :class:`~ssb.codec.groups.GroupEncodeStats`.  See :func:`grouped_inputs` for ``groups``.
+    """
+    from ssb.codec.groups import GroupEncoder
+    from ssb.tasks.coco_names import COCO_CATEGORIES
+
+    models = models or load_models(weights, front=True, tasks=("detection",))
+    if models.front is None:
+        from ssb.backbones.ssd_mobilenet_v2 import SSDMobileNetV2Front
+
+        models.front = SSDMobileNetV2Front(pretrained=True)
+    det = models.heads.get("detection")
+    if det is None:
+        from ssb.tasks import create
+
+        det = models.heads["detection"] = create("detection")
+    enc = GroupEncoder(models.codec, models.front, objects=lambda split, sizes: det(split, image_sizes=sizes),
+                       class_names=dict(COCO_CATEGORIES), min_score=min_score)
+    items = source if not isinstance(source, (str, Path)) else grouped_inputs(source, groups=groups, frames=frames)
     return enc.encode(items, dest, level=quality, fps=fps)
 
 
@@ -139,10 +227,12 @@ def analyze(path, *, tasks: Sequence[str] = ("detection",), frames: Iterable[int
             head_options: dict | None = None) -> AnalysisResult:
     """Run task heads on the decoded features of an SSB file; no pixel reconstruction.
 
-    ``classes`` keeps only predictions of those COCO ids (the grouped codec will also read only
-    their units; today every frame has one shared ``BASE`` unit).
+    ``classes`` keeps only predictions of those COCO ids; on a grouped stream it also reads only
+    those classes' group units (no background, no other group), see
+    :func:`ssb.codec.groups.decode_grouped_features`.
     """
     import ssb
+    from ssb.codec.groups import decode_grouped_features, is_grouped
     from ssb.codec.image import decode_features
 
     t0 = time.perf_counter()
@@ -155,7 +245,10 @@ def analyze(path, *, tasks: Sequence[str] = ("detection",), frames: Iterable[int
     keep = None if classes is None else set(int(c) for c in classes)
     out, t_dec, t_head = [], 0.0, 0.0
     with ssb.open(path) as bs:
-        it = decode_features(bs, models.codec, frames=frames)
+        if is_grouped(bs):
+            it = decode_grouped_features(bs, models.codec, frames=frames, classes=keep)
+        else:
+            it = decode_features(bs, models.codec, frames=frames)
         while True:
             t1 = time.perf_counter()
             df = next(it, None)
