@@ -7,6 +7,8 @@ install command when it is absent.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
 import os
 from pathlib import Path
@@ -19,6 +21,21 @@ VTEST_CANDIDATES = (
 
 #: skimage.data photos shipped inside the scikit-image wheel (no download at run time).
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "motorcycle_left")
+
+
+def file_sha256(path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks; memoized per (path, size, mtime)."""
+    st = os.stat(path)
+    return _sha256_cached(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def teacher_path(name: str) -> Path:

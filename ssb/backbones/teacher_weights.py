@@ -26,8 +26,6 @@ is ever written into the repository.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import os
 import re
 import tempfile
@@ -140,18 +138,10 @@ def convert_files(pb: Path, pbtxt: Path) -> dict[str, torch.Tensor]:
 
 
 def teacher_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks (memoized per path, size and mtime)."""
-    st = os.stat(path)
-    return _sha256_cached(str(path), st.st_size, st.st_mtime_ns)
+    """Hex SHA-256 of the teacher graph (memoized: see :func:`ssb.resources.file_sha256`)."""
+    from ssb.resources import file_sha256
 
-
-@functools.lru_cache(maxsize=8)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_sha256(path)
 
 
 def cache_dir() -> Path:

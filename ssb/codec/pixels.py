@@ -11,7 +11,6 @@ mismatch is refused (:class:`~ssb.errors.ModelMismatchError`).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from torch import nn
 
 from ssb.codec.transforms import ResBlock, conv
 from ssb.errors import ModelMismatchError
+from ssb.resources import file_sha256  # noqa: F401  (re-exported: weights provenance)
 
 PIXEL_MODEL_ID = "pixel-synthesis.s8"
 PIXEL_WEIGHTS_FILE = "pixel_s8.pt"
@@ -44,14 +44,6 @@ class PixelSynthesis(nn.Module):
 
     def forward(self, split: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.net(split))
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def default_pixel_weights() -> Path:
