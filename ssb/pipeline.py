@@ -242,6 +242,11 @@ def analyze(path, *, tasks: Sequence[str] = ("detection",), frames: Iterable[int
             from ssb.tasks import create
 
             models.heads[t] = create(t, **(head_options or {}).get(t, {}))
+    for t in tasks:
+        if hasattr(models.heads[t], "check_codec"):
+            models.heads[t].check_codec(models.codec)  # heads trained behind other codec weights are refused
+    # heads that consume detections run after the detection head (when it was asked for)
+    order = sorted(tasks, key=lambda t: t != "detection")
     keep = None if classes is None else set(int(c) for c in classes)
     out, t_dec, t_head = [], 0.0, 0.0
     with ssb.open(path) as bs:
@@ -257,13 +262,17 @@ def analyze(path, *, tasks: Sequence[str] = ("detection",), frames: Iterable[int
                 break
             t1 = time.perf_counter()
             preds = {}
-            for name in tasks:
-                p = models.heads[name](df.features, image_sizes=[df.image_size])[0]
+            for name in order:
+                head = models.heads[name]
+                kwargs = {}
+                if "detection" in getattr(head, "consumes", ()) and "detection" in preds:
+                    kwargs["detections"] = [preds["detection"]]  # detect once, share the boxes
+                p = head(df.features, image_sizes=[df.image_size], **kwargs)[0]
                 if keep is not None and "labels" in p:
                     m = np.isin(p["labels"].numpy(), list(keep))
                     p = {k: (v[m] if hasattr(v, "shape") and len(v) == len(m) else v) for k, v in p.items()}
                 preds[name] = p
             t_head += time.perf_counter() - t1
-            out.append(FrameResult(df.frame_index, df.image_size, preds))
+            out.append(FrameResult(df.frame_index, df.image_size, {t: preds[t] for t in tasks}))
         read, size = bs.bytes_read, bs.size
     return AnalysisResult(out, read, size, time.perf_counter() - t0, t_dec, t_head)

@@ -28,6 +28,8 @@ ENTRY_POINT_GROUP = "ssb.tasks"
 #: SSB's own heads: name -> "module:attribute", resolved lazily.
 BUILTIN: dict[str, str] = {
     "detection": "ssb.tasks.detection:DetectionHead",
+    "pose": "ssb.tasks.pose:PoseHead",
+    "segmentation": "ssb.tasks.segmentation:SegmentationHead",
 }
 _REGISTERED: dict[str, Callable[..., Any]] = {}
 

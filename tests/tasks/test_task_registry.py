@@ -82,7 +82,7 @@ def test_entry_points_are_listed_and_loaded_lazily(clean_registry, monkeypatch):
         return [ep]
 
     monkeypatch.setattr(registry.metadata, "entry_points", fake_entry_points)
-    assert ssb.tasks.list() == sorted({"detection", "thirdparty"})
+    assert ssb.tasks.list() == sorted(set(registry.BUILTIN) | {"thirdparty"})
     assert ep.loaded == 0  # listing does not import the plugin
     assert ssb.tasks.create("thirdparty", k=1) == ("made", {"k": 1})
     assert ep.loaded == 1 and set(seen_groups) == {"ssb.tasks"}
