@@ -28,7 +28,7 @@ from ssb.codec import transforms as T
 from ssb.entropy import EntropyBottleneck, GaussianConditional
 from ssb.errors import MalformedFieldError
 
-__all__ = ["FeatureCodec", "FeatureCodecConfig", "CompressedFeatures"]
+__all__ = ["FeatureCodec", "FeatureCodecConfig", "CompressedFeatures", "latent_sizes"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,14 @@ class FeatureCodecConfig:
     def __post_init__(self):
         if len(self.lambdas) != self.num_levels:
             raise MalformedFieldError("one lambda per level is required", field="lambdas")
+
+
+def latent_sizes(out_hw: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(latent, hyper-latent) sizes for split features of size ``out_hw``: the one size rule of
+    the codec (``latent = ceil(out / 2)``, ``hyper = ceil(latent / 4)``), shared by the payload parser."""
+    oh, ow = out_hw
+    lat = (-(-oh // 2), -(-ow // 2))
+    return lat, (-(-lat[0] // 4), -(-lat[1] // 4))
 
 
 @dataclass
@@ -108,10 +116,8 @@ class FeatureCodec(nn.Module):
 
     def check_geometry(self, item: "CompressedFeatures") -> None:
         """Refuse sizes that are not ``latent = ceil(out / 2)``, ``hyper = ceil(latent / 4)``."""
-        oh, ow = item.out_hw
-        lat = (-(-oh // 2), -(-ow // 2))
-        hyp = (-(-lat[0] // 4), -(-lat[1] // 4))
-        if min(oh, ow) < 1 or tuple(item.latent_hw) != lat or tuple(item.hyper_hw) != hyp:
+        lat, hyp = latent_sizes(item.out_hw)
+        if min(item.out_hw) < 1 or tuple(item.latent_hw) != lat or tuple(item.hyper_hw) != hyp:
             raise MalformedFieldError(
                 f"inconsistent sizes: out {item.out_hw}, latent {item.latent_hw}, hyper {item.hyper_hw} "
                 f"(expected latent {lat}, hyper {hyp})", field="latent_hw")

@@ -18,10 +18,9 @@
 
 from __future__ import annotations
 
-import math
 import struct
 
-from ssb.codec.feature_codec import CompressedFeatures
+from ssb.codec.feature_codec import CompressedFeatures, latent_sizes
 from ssb.errors import MalformedFieldError, TruncatedError
 
 BASE_VERSION = 1
@@ -57,9 +56,10 @@ def unpack_base(payload, *, num_levels: int, unit_offset: int = 0, field: str = 
         raise bad("level", f"level {vals['level']} is not below the model's {num_levels} levels")
     if not (1 <= vals["out_h"] <= 4096 and 1 <= vals["out_w"] <= 4096):
         raise bad("out_h", f"split size {vals['out_h']}x{vals['out_w']} out of range")
-    if (vals["latent_h"], vals["latent_w"]) != (math.ceil(vals["out_h"] / 2), math.ceil(vals["out_w"] / 2)):
+    lat, hyp = latent_sizes((vals["out_h"], vals["out_w"]))
+    if (vals["latent_h"], vals["latent_w"]) != lat:
         raise bad("latent_h", "latent size does not match the split size")
-    if (vals["hyper_h"], vals["hyper_w"]) != (math.ceil(vals["latent_h"] / 4), math.ceil(vals["latent_w"] / 4)):
+    if (vals["hyper_h"], vals["hyper_w"]) != hyp:
         raise bad("hyper_h", "hyper-latent size does not match the latent size")
     end_z = _BASE.size + vals["z_length"]
     if end_z > len(mv):

@@ -33,12 +33,12 @@ import numpy as np
 import torch
 
 from ssb.recipes.task_data import TaskTargets, build_task_targets
+from ssb.recipes.evaluate import DET_SCORE  # candidate detections kept for the PR curves
 
 __all__ = ["TaskPoint", "ground_truth", "run_task_eval", "summarize"]
 
 TASKS = ("pose", "segmentation")
 IOU_TYPE = {"pose": "keypoints", "segmentation": "segm"}
-DET_SCORE = 0.05  # candidate detections kept for the PR curves
 MAX_OBJECTS = 20
 PERSON = {1: "person"}
 
