@@ -8,5 +8,7 @@ if [ ! -f /usr/share/doc/opencv-doc/examples/data/vtest.avi ] && command -v apt-
     || echo "warning: could not install opencv-doc; real-media tests will be skipped" >&2
 fi
 python3 -m pip install -q -e ".[dev]"
+# derandomized property tests: a CI result depends on the commit only (tests/conftest.py)
+export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"
 python3 scripts/lint_imports.py
 python3 -m pytest -q --nbmake tests examples "$@"

@@ -94,8 +94,9 @@ def select_units(
     3. With no such criterion, every content unit of the candidate frames whose type is in
        ``types`` (or any type when ``types`` is None) matches.
     4. ``include_shared`` adds the SEQUENCE_HEADER, sequence-level METADATA units, and the
-       FRAME_HEADER, BASE and METADATA units of every frame holding a match (every candidate
-       frame when no criterion of rule 2 is given).
+       FRAME_HEADER and the unattributed BASE and METADATA units of every frame holding a
+       match (every candidate frame when no criterion of rule 2 is given).  An attributed
+       unit of a shared type is content: only rules 2-3 select it.
     """
     cls, obj, grp = _as_set(classes), _as_set(objects), _as_set(groups)
     typ = _as_set(types)
@@ -141,7 +142,7 @@ def select_units(
         for fr in shared_frames:
             chosen[fr.header_unit.number] = fr.header_unit
             for u in fr.units:
-                if u.type in SHARED_TYPES:
+                if u.type in SHARED_TYPES and not u.attributed:
                     chosen[u.number] = u
 
     units = [chosen[k] for k in sorted(chosen)]

@@ -95,3 +95,22 @@ def test_selection_on_a_live_truncated_stream(ssb_cases):
         sel = bs.select(classes={1})
         assert sel.frames == [0, 2]
         assert all(isinstance(view, memoryview) for _, view in sel.payloads())
+
+
+def test_attributed_unit_of_a_shared_type_is_content():
+    """A BASE unit carrying a class id is selected by rule 2, never dragged in as shared."""
+    import io
+
+    from ssb.format import SequenceHeader, Writer
+
+    buf = io.BytesIO()
+    with Writer(buf, SequenceHeader(width=1, height=1, fps_num=0, fps_den=1)) as w:
+        w.begin_frame(0)
+        w.add_unit(UnitType.BASE, b"")
+        w.add_unit(UnitType.BASE, b"a", class_id=0)
+        w.add_unit(UnitType.BASE, b"b", class_id=1)
+        w.end_frame()
+    with ssb_open(buf.getvalue()) as stream:
+        sel = stream.select(classes={0})
+        assert [bytes(p) for u, p in sel.payloads() if u.type == UnitType.BASE] == [b"", b"a"]
+        assert all(u.class_id in (None, 0) for u in sel.units)
