@@ -25,6 +25,8 @@ Reported:
    against 1-bit PNG (zlib) of the same crops.
 
     python benchmarks/bench_groups.py [--frames 10] [--threads 1] [--level 3] [--levels 0,1,2,3,4,5]
+                                      [--fill grey|pushpull] [--background-fill grey|pushpull]
+                                      [--masks foreground|box] [--fusion auto|none|PATH] [--background-level L]
 """
 
 from __future__ import annotations
@@ -93,6 +95,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--level", type=int, default=3, help="quality level of the query and mask measurements")
     ap.add_argument("--levels", default=None, help="comma-separated levels of the rate table (default: all)")
+    ap.add_argument("--fill", default="grey", choices=("pushpull", "grey"),
+                    help="how the encoder fills the pixels outside each group (ssb.codec.fill)")
+    ap.add_argument("--fusion", default="auto",
+                    help="learned composition of whole grouped frames: auto (shipped weights), none, or a checkpoint")
+    ap.add_argument("--background-level", type=int, default=None,
+                    help="code every grouped stream's background at this level (default: the groups' level)")
+    ap.add_argument("--masks", default="foreground", choices=("foreground", "box"),
+                    help="group masks: detection box AND MOG2 foreground (default), or the whole box")
+    ap.add_argument("--background-fill", default="grey", choices=("pushpull", "grey"),
+                    help="how the encoder fills the groups' pixels in the background")
     args = ap.parse_args()
 
     import torch
@@ -101,7 +113,7 @@ def main() -> None:
 
     import ssb
     from ssb.backbones.ssd_mobilenet_v2 import preprocess
-    from ssb.codec.groups import GroupedInput, GroupEncoder, compose, decode_groups, neutral_split
+    from ssb.codec.groups import GroupedInput, GroupEncoder, GroupLayout, compose, decode_groups, neutral_split
     from ssb.codec.image import ImageEncoder
     from ssb.codec.mask_coding import decode_mask_bits, encode_mask_bits, mask_bbox
     from ssb.format import UnitType
@@ -115,6 +127,13 @@ def main() -> None:
     teacher = models.heads["detection"]  # score_thresh 0.3: the encoder-side detector
     evaluate = create("detection", score_thresh=0.05)  # candidates for the PR curves
     models.heads["detection"] = evaluate
+    if args.fusion == "none":
+        models.fusion = None
+    elif args.fusion != "auto":
+        from ssb.codec.fusion import load_group_fusion
+
+        models.fusion = load_group_fusion(models.codec, args.fusion)
+    fusion = models.group_fusion()
     frames = _frames(args.frames)
     sizes = [img.shape[:2] for _, img, _ in frames]
     pixels = sum(h * w for h, w in sizes)
@@ -124,7 +143,8 @@ def main() -> None:
     if args.level not in levels:
         levels.append(args.level)
     print(f"SSB grouped streams, vtest frames {[i for i, _, _ in frames]}, {args.threads} thread(s), "
-          f"weights {getattr(models.codec, 'weights_path', '?').rsplit('/', 1)[-1]}")
+          f"weights {getattr(models.codec, 'weights_path', '?').rsplit('/', 1)[-1]}, masks {args.masks}, "
+          f"background level {'same' if args.background_level is None else args.background_level}, fusion {getattr(fusion, 'weights_path', 'none')}, fill {args.fill}, background fill {args.background_fill}")
     print(f"reference: teacher on original pixels, {sum(int((g['scores'] >= 0.5).sum()) for g in gt)} objects "
           f"(score >= 0.5), {sum(int(((g['scores'] >= 0.5) & (g['labels'] == 1)).sum()) for g in gt)} people")
 
@@ -136,15 +156,18 @@ def main() -> None:
         return teacher(split, image_sizes=s)
 
     plain_enc = ImageEncoder(models.codec, models.front, objects=objects, class_names=dict(COCO_CATEGORIES))
-    group_enc = GroupEncoder(models.codec, models.front, objects=objects, class_names=dict(COCO_CATEGORIES))
-    rows, streams, curve = [], {}, []
+    group_enc = GroupEncoder(models.codec, models.front, objects=objects, class_names=dict(COCO_CATEGORIES),
+                             layout=GroupLayout(fill=args.fill, background_fill=args.background_fill))
+    rows, streams, curve, plain_compose = [], {}, [], {}
     for level in levels:
         buf = io.BytesIO()
         plain_enc.encode([(i, img) for i, img, _ in frames], buf, level=level)
         plain = buf.getvalue()
         t0 = time.perf_counter()
         buf = io.BytesIO()
-        gstats = group_enc.encode([GroupedInput(i, img, foreground=fg) for i, img, fg in frames], buf, level=level)
+        gstats = group_enc.encode([GroupedInput(i, img, foreground=fg if args.masks == "foreground" else None)
+                                    for i, img, fg in frames], buf, level=level,
+                                   background_level=args.background_level)
         t_genc = (time.perf_counter() - t0) / len(frames)
         grouped = buf.getvalue()
         streams[level] = (plain, grouped, gstats)
@@ -156,6 +179,11 @@ def main() -> None:
         g_person = _score(person_gt, [_persons(p) for p in g_pred], sizes)
         curve.append((base, p_person[0]))
         rows.append((level, base, len(plain), p_ap, p_person, gstats, len(grouped), g_ap, g_person, t_genc))
+        if fusion is not None:  # the same grouped stream composed without the learned fusion
+            models.fusion = None
+            c_pred = detect(grouped)[1]
+            models.fusion = fusion
+            plain_compose[level] = (_score(gt, c_pred, sizes), _score(person_gt, [_persons(p) for p in c_pred], sizes))
 
     print("\n1. rate and accuracy (bytes for all frames; AP/AP50 against the teacher, all classes and people)")
     print(f"{'level':>5} | {'ungrouped feat':>14} {'file':>7} {'AP/AP50':>11} {'people':>11} | {'grouped feat':>12} "
@@ -170,6 +198,10 @@ def main() -> None:
               f"{_fmt(g_person):>11} | {same:+10.1%} {eq_txt} | {t_genc:.2f}")
     print("(same-level: grouped / ungrouped feature bytes - 1; equal-AP: against the ungrouped feature bytes that "
           "reach the grouped person AP on the ungrouped person-AP curve, n/a when no ungrouped level is that low)")
+    if plain_compose:
+        print("(grouped AP above: whole frames through the learned fusion; without it, plain composition: "
+              + ", ".join(f"level {lv} {_fmt(a)} all / {_fmt(pp)} people" for lv, (a, pp) in plain_compose.items())
+              + ")")
     print(f"(feature bits per original pixel at level {args.level}: ungrouped "
           f"{8 * {r[0]: r[1] for r in rows}[args.level] / pixels:.4f}, grouped "
           f"{streams[args.level][2].bpp:.4f}; {streams[args.level][2].groups} groups in {len(frames)} frames)")

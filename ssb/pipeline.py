@@ -27,6 +27,24 @@ class Models:
     codec: object
     front: object = None
     heads: dict = field(default_factory=dict)
+    #: learned composition of grouped streams (ssb.codec.fusion); "auto": the shipped weights when
+    #: they match the codec, else plain composition; None: plain composition
+    fusion: object = "auto"
+
+    def group_fusion(self):
+        """The fusion module to use on grouped streams, or ``None`` (resolves ``"auto"`` once)."""
+        if isinstance(self.fusion, str) and self.fusion == "auto":
+            import warnings
+
+            from ssb.codec.fusion import load_group_fusion
+            from ssb.errors import ModelMismatchError
+
+            try:
+                self.fusion = load_group_fusion(self.codec, missing_ok=True)
+            except ModelMismatchError as exc:
+                warnings.warn(f"grouped streams composed without the learned fusion: {exc}", stacklevel=2)
+                self.fusion = None
+        return self.fusion
 
 
 def load_models(weights: str | Path | None = None, *, front: bool = False, tasks: Sequence[str] = ()) -> Models:
@@ -99,15 +117,19 @@ def _no_grad(fn):
 
 @_no_grad
 def encode(source, dest, *, quality: int = 3, frames: range | None = None, index_objects: bool = True,
-           weights=None, fps: float = 0.0, models: Models | None = None, groups=None):
+           weights=None, fps: float = 0.0, models: Models | None = None, groups=None,
+           background_quality: int | None = None):
     """Encode an image, a folder of images or a video into an SSB file. Returns :class:`EncodeStats`.
 
     ``groups`` (``"auto"`` or a label-image path) writes a grouped stream instead: see
-    :func:`encode_grouped`, which then returns a :class:`~ssb.codec.groups.GroupEncodeStats`.
+    :func:`encode_grouped`, which then returns a :class:`~ssb.codec.groups.GroupEncodeStats`
+    (``background_quality`` applies to grouped streams only).
     """
     if groups is not None:
         return encode_grouped(source, dest, groups=groups, quality=quality, frames=frames, weights=weights,
-                              fps=fps, models=models)
+                              fps=fps, models=models, background_quality=background_quality)
+    if background_quality is not None:
+        raise MalformedFieldError("background_quality needs a grouped stream (groups=...)", field="background_quality")
     from ssb.codec.image import ImageEncoder
     from ssb.tasks.coco_names import COCO_CATEGORIES
 
@@ -180,9 +202,11 @@ def grouped_inputs(source, *, groups="auto", frames: range | None = None, warmup
 
 @_no_grad
 def encode_grouped(source, dest, *, groups="auto", quality: int = 3, frames: range | None = None, weights=None,
-                   fps: float = 0.0, models: Models | None = None, min_score: float = 0.5):
+                   fps: float = 0.0, models: Models | None = None, min_score: float = 0.5,
+                   background_quality: int | None = None):
     """Encode as a grouped stream: background + one independently decodable group per object.
 
+    ``quality`` codes the groups, ``background_quality`` (default: ``quality``) the background.
     Returns :class:`~ssb.codec.groups.GroupEncodeStats`.  See :func:`grouped_inputs` for ``groups``.
     """
     from ssb.codec.groups import GroupEncoder
@@ -201,7 +225,9 @@ def encode_grouped(source, dest, *, groups="auto", quality: int = 3, frames: ran
     enc = GroupEncoder(models.codec, models.front, objects=lambda split, sizes: det(split, image_sizes=sizes),
                        class_names=dict(COCO_CATEGORIES), min_score=min_score)
     items = source if not isinstance(source, (str, Path)) else grouped_inputs(source, groups=groups, frames=frames)
-    return enc.encode(items, dest, level=quality, fps=fps)
+    if background_quality is not None:
+        models.codec._check_level(background_quality)
+    return enc.encode(items, dest, level=quality, fps=fps, background_level=background_quality)
 
 
 @dataclass
@@ -251,7 +277,7 @@ def analyze(path, *, tasks: Sequence[str] = ("detection",), frames: Iterable[int
     out, t_dec, t_head = [], 0.0, 0.0
     with ssb.open(path) as bs:
         if is_grouped(bs):
-            it = decode_grouped_features(bs, models.codec, frames=frames, classes=keep)
+            it = decode_grouped_features(bs, models.codec, frames=frames, classes=keep, fusion=models.group_fusion())
         else:
             it = decode_features(bs, models.codec, frames=frames)
         while True:

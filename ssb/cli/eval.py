@@ -19,8 +19,9 @@ def add_arguments(p) -> None:
     p.add_argument("--weights", default=None, help="codec weights (default: the shipped reference weights)")
     p.add_argument("--head-weights", default=None,
                    help="pose/segmentation: the head checkpoint (default: ssb/weights/{pose,seg}_s8.pt)")
-    p.add_argument("--jpeg-qualities", default="5,10,20,30,50,70,90",
-                   help="pose/segmentation: JPEG qualities of the remote-inference baseline ('' for none)")
+    p.add_argument("--qualities", default=None,
+                   help="pose/segmentation: one quality sweep for every codec in --codecs, e.g. 5,10,20 "
+                        "(default: each codec's sweep in ssb.recipes.evaluate_tasks.DEFAULT_PIXEL_SWEEPS)")
 
 
 def run(args) -> int:
@@ -42,21 +43,29 @@ def run(args) -> int:
 def _run_task(args) -> int:
     import math
 
-    from ssb.recipes.evaluate_tasks import run_task_eval, summarize
+    from ssb.recipes.evaluate_tasks import DEFAULT_PIXEL_SWEEPS, run_task_eval, summarize
 
+    codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
+    unknown = [c for c in codecs if c not in DEFAULT_PIXEL_SWEEPS]
+    if unknown:
+        raise SSBError(f"--codecs for pose/segmentation: choose among {', '.join(DEFAULT_PIXEL_SWEEPS)}, "
+                       f"got {', '.join(unknown)}", field="--codecs")
     try:
-        qualities = [int(q) for q in args.jpeg_qualities.split(",") if q.strip()]
+        override = None if args.qualities is None else [int(q) for q in args.qualities.split(",") if q.strip()]
     except ValueError:
-        raise SSBError(f"--jpeg-qualities must be comma-separated integers, got {args.jpeg_qualities!r}",
-                       field="--jpeg-qualities") from None
+        raise SSBError(f"--qualities must be comma-separated integers, got {args.qualities!r}",
+                       field="--qualities") from None
+    sweeps = {c: tuple(override) if override is not None else DEFAULT_PIXEL_SWEEPS[c] for c in codecs}
     pts = run_task_eval(args.task, args.output, weights=args.weights, head_weights=args.head_weights,
-                        frame_step=args.frame_step, jpeg_qualities=qualities)
+                        frame_step=args.frame_step, pixel_sweeps=sweeps)
     summary = summarize(pts)
     for row in summary["matched_bpp"]:
-        jpeg = "" if math.isnan(row["jpeg_AP_at_bpp"]) else f"  JPEG at that bpp: AP {row['jpeg_AP_at_bpp']:.1f}"
-        print(f"level {row['level']}: bpp {row['bpp']:.4f}  AP {row['ssb_AP']:.1f}  AP50 {row['ssb_AP50']:.1f}{jpeg}")
-    if "bd_rate_vs_jpeg_AP" in summary:
-        (v, why), (v50, _) = summary["bd_rate_vs_jpeg_AP"], summary["bd_rate_vs_jpeg_AP50"]
-        print(f"BD-rate of SSB vs JPEG: AP {v:+.1f}%  AP50 {v50:+.1f}%" + (f"  ({why})" if why else ""))
+        pixel = "".join(f"  {c.upper()} {row[f'{c}_AP_at_bpp']:.1f}" for c in codecs
+                        if not math.isnan(row[f"{c}_AP_at_bpp"]))
+        print(f"level {row['level']}: bpp {row['bpp']:.4f}  AP {row['ssb_AP']:.1f}  AP50 {row['ssb_AP50']:.1f}"
+              + (f"  | AP at that bpp:{pixel}" if pixel else ""))
+    for c in codecs:
+        (v, why), (v50, _) = summary[f"bd_rate_vs_{c}_AP"], summary[f"bd_rate_vs_{c}_AP50"]
+        print(f"BD-rate of SSB vs {c.upper()}: AP {v:+.1f}%  AP50 {v50:+.1f}%" + (f"  ({why})" if why else ""))
     print(f"wrote {args.output}/{args.task}_rate_accuracy.csv, .json")
     return 0

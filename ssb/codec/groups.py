@@ -3,15 +3,16 @@
 A *grouped* stream codes each frame as independent parts instead of one ``BASE`` unit:
 
 * one ``BACKGROUND`` unit (index: ``group_id`` 0): the split features of the frame with every
-  object's pixels replaced by grey, over the full split grid;
+  object's pixels filled from the background's (:mod:`ssb.codec.fill`), over the full split grid;
 * per group ``g`` (one per object instance; index: ``group_id`` g, ``object_id``, ``class_id``
   when known, ``bbox`` of its mask, ``score``), a ``GROUP_MASK`` unit (its lossless mask,
   :mod:`ssb.codec.mask_coding`) followed by an ``OBJECT`` unit: the split features of a window
   of the grid around the mask, computed from the frame with every pixel OUTSIDE the mask
-  replaced by grey, coded by the same :class:`~ssb.codec.feature_codec.FeatureCodec` with its
+  filled from the pixels inside it (``layout.fill``: push-pull interpolation by default, or
+  grey; :mod:`ssb.codec.fill`), coded by the same :class:`~ssb.codec.feature_codec.FeatureCodec` with its
   own hyperprior strings.
 
-**Group independence (exact).**  Group ``g``'s input is ``where(mask_g, frame, GREY)``: its
+**Group independence (exact).**  Group ``g``'s input is ``fill_outside(frame, mask_g)``: its
 window, its teacher-front features and its bits are a function of ``g``'s mask and of the
 pixels inside it only, and decoding it reads only its own ``OBJECT`` unit.  (Batch-1 calls
 everywhere, so the arithmetic never depends on what else is in the frame.)
@@ -20,7 +21,7 @@ everywhere, so the arithmetic never depends on what else is in the frame.)
 stride 8 (the split grid, 38x38 cells for 300x300).  A group window is the cells covered by
 its mask's box, ``margin`` cells more on each side, its first row and column even (the
 codec's latent grid has stride 2 over the split grid), clipped to the grid.  The front runs
-on a crop of the grey-filled input holding the window plus ``context`` cells around it,
+on a crop of the filled input holding the window plus ``context`` cells around it,
 clipped to the picture, starting on a multiple of 16 pixels and ``8 k + 4`` pixels long (or
 ending at the picture's edge): with TensorFlow SAME padding its features then fall exactly on
 the full-frame grid, and on an unmasked picture they equal the full-frame features (any other
@@ -48,6 +49,7 @@ import numpy as np
 import torch
 
 from ssb.codec.feature_codec import CompressedFeatures
+from ssb.codec.fill import FILLS, GREY, fill_outside
 from ssb.codec.group_masks import GroupInfo, check_labels, describe_groups, labels_from_detections
 from ssb.codec.image import DecodedFrame, ImageEncoder, ObjectFn, check_stream_model, frame_size
 from ssb.codec.mask_coding import MaskUnit, mask_bbox, pack_group_mask, unpack_group_mask
@@ -76,11 +78,11 @@ __all__ = [
     "cell_coverage",
     "compose",
     "group_alpha",
+    "fusion_inputs",
+    "fuse",
     "decode_grouped_features",
 ]
 
-#: The uint8 grey that replaces every pixel outside a group (0 after the teacher's scaling, almost).
-GREY = 128
 OBJECT_GROUP_VERSION = 1
 _OBJECT_GROUP = struct.Struct("<BBHH")
 #: ``compose(paste="cells")``: a group's features replace the cells its mask covers by more than this.
@@ -97,8 +99,16 @@ class GroupLayout:
     stride: int = 8
     margin: int = 1
     context: int = 4
+    #: how the encoder fills the pixels outside a group, and the groups' pixels in the background
+    #: (encoder-side only; recorded for provenance; see ssb.codec.fill and benchmarks/bench_groups.py)
+    fill: str = "grey"
+    background_fill: str = "grey"
 
     def __post_init__(self):
+        for name in ("fill", "background_fill"):
+            if getattr(self, name) not in FILLS:
+                raise MalformedFieldError(f"unknown {name} {getattr(self, name)!r}; choose among {FILLS}",
+                                          field=f"groups.{name}")
         # the crop geometry of front_window reproduces the teacher's SAME padding for these sizes only
         if (self.stride != 8 or self.input_size % 8 != 4 or not 12 <= self.input_size <= 4092
                 or not 0 <= self.margin <= 64 or not 0 <= self.context <= 64):
@@ -113,14 +123,16 @@ class GroupLayout:
 
     def to_json(self) -> dict:
         return {"version": GROUPS_VERSION, "input_size": self.input_size, "stride": self.stride,
-                "margin": self.margin, "context": self.context, "mask_coder": "context-cabac-4"}
+                "margin": self.margin, "context": self.context, "mask_coder": "context-cabac-4", "fill": self.fill,
+                "background_fill": self.background_fill}
 
     @classmethod
     def from_json(cls, meta: dict) -> GroupLayout:
         if not isinstance(meta, dict) or meta.get("version") != GROUPS_VERSION:
             raise MalformedFieldError(f"unsupported groups metadata {meta!r}", field="sequence_header.metadata.groups")
         try:
-            return cls(int(meta["input_size"]), int(meta["stride"]), int(meta["margin"]), int(meta["context"]))
+            return cls(int(meta["input_size"]), int(meta["stride"]), int(meta["margin"]), int(meta["context"]),
+                       str(meta.get("fill", "grey")), str(meta.get("background_fill", "grey")))
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedFieldError(f"bad groups metadata {meta!r}", field="sequence_header.metadata.groups") from exc
 
@@ -141,12 +153,11 @@ def group_window(box: tuple[int, int, int, int], image_size: tuple[int, int], la
     return r0, c0, max(r1 - r0, 1), max(c1 - c0, 1)
 
 
-def masked_input(image: np.ndarray, keep: np.ndarray, input_size: int) -> torch.Tensor:
-    """Teacher input ``[1, 3, S, S]`` of ``image`` with every pixel outside ``keep`` set to :data:`GREY`."""
+def masked_input(image: np.ndarray, keep: np.ndarray, input_size: int, fill: str = "pushpull") -> torch.Tensor:
+    """Teacher input ``[1, 3, S, S]`` of ``image`` with every pixel outside ``keep`` filled from inside it."""
     from ssb.backbones.ssd_mobilenet_v2 import preprocess
 
-    grey = np.where(keep[..., None], image, np.uint8(GREY)).astype(np.uint8, copy=False)
-    return preprocess([grey], size=input_size)
+    return preprocess([fill_outside(image, keep, fill)], size=input_size)
 
 
 def _grey_value() -> float:
@@ -208,7 +219,7 @@ def encode_group(codec, front, image: np.ndarray, mask: np.ndarray, level: int, 
     if box is None:
         raise MalformedFieldError("a group mask must hold at least one pixel", field="mask")
     window = group_window(box, image.shape[:2], layout)
-    feats = front_window(front, masked_input(image, mask, layout.input_size), window, layout)
+    feats = front_window(front, masked_input(image, mask, layout.input_size, layout.fill), window, layout)
     item = codec.compress(feats, level)[0]
     return pack_object_group(window[0], window[1], item), window
 
@@ -276,8 +287,13 @@ class GroupEncoder:
         hdr.metadata["groups"] = self.layout.to_json()
         return hdr
 
-    def encode(self, frames: Iterable[GroupedInput], dest, *, level: int, fps: float = 0.0) -> GroupEncodeStats:
-        """Write the frames to ``dest`` (path or binary file)."""
+    def encode(self, frames: Iterable[GroupedInput], dest, *, level: int, fps: float = 0.0,
+               background_level: int | None = None) -> GroupEncodeStats:
+        """Write the frames to ``dest`` (path or binary file).
+
+        ``level`` codes the groups; ``background_level`` (default: ``level``) the background, so a
+        stream can spend its bits on the objects (each BASE payload carries its own level).
+        """
         stats = GroupEncodeStats()
         it = iter(frames)
         first = next(it, None)
@@ -285,9 +301,9 @@ class GroupEncoder:
             raise MalformedFieldError("no images to encode", field="images")
         h0, w0 = first.image.shape[:2]
         with Writer(dest, self.header(w0, h0, fps)) as writer:
-            self.encode_frame(writer, first, level, stats)
+            self.encode_frame(writer, first, level, stats, background_level)
             for item in it:
-                self.encode_frame(writer, item, level, stats)
+                self.encode_frame(writer, item, level, stats, background_level)
         return stats
 
     @torch.no_grad()
@@ -308,14 +324,17 @@ class GroupEncoder:
         return labels_from_detections(dets, shape, item.foreground, min_score=self.min_score)
 
     @torch.no_grad()
-    def encode_frame(self, writer: Writer, item: GroupedInput, level: int, stats: GroupEncodeStats) -> None:
-        """Append one fragment: BACKGROUND, then GROUP_MASK + OBJECT per group."""
+    def encode_frame(self, writer: Writer, item: GroupedInput, level: int, stats: GroupEncodeStats,
+                     background_level: int | None = None) -> None:
+        """Append one fragment: BACKGROUND (at ``background_level``, default ``level``), then GROUP_MASK + OBJECT per group."""
         image = np.asarray(item.image)
         h, w = image.shape[:2]
         labels, infos = self.groups_of(item)
         lay = self.layout
         writer.begin_frame(item.index, metadata={"height": h, "width": w, "groups": len(infos)})
-        bg = self.codec.compress(self.front(masked_input(image, labels == 0, lay.input_size)), level)[0]
+        bg_level = level if background_level is None else background_level
+        bg = self.codec.compress(self.front(masked_input(image, labels == 0, lay.input_size, lay.background_fill)),
+                                 bg_level)[0]
         payload = pack_base(bg)
         writer.add_unit(UnitType.BACKGROUND, payload, group_id=0)
         stats.background_bytes += len(payload)
@@ -512,6 +531,27 @@ def compose(frame: GroupedFrame, *, base: str = "auto", paste: str = "soft", neu
     return canvas
 
 
+def fusion_inputs(frame: GroupedFrame, layout: GroupLayout = GroupLayout()) -> tuple[torch.Tensor, ...]:
+    """``(pasted, background, groups, coverage)`` of a whole decoded frame, the inputs of
+    :class:`~ssb.codec.fusion.GroupFusion` (needs the background and every group's mask)."""
+    if frame.background is None:
+        raise MalformedFieldError("fusion needs the decoded background", field="background")
+    pasted = compose(frame, base="background", layout=layout)
+    alone = GroupedFrame(frame.frame_index, frame.image_size, frame.grid, frame.channels, frame.level, None,
+                         frame.groups)
+    groups = compose(alone, base="zeros", layout=layout)
+    coverage = torch.zeros(1, 1, *frame.grid)
+    for g in frame.groups:
+        coverage[0, 0] += cell_coverage(g.mask, frame.image_size, layout)
+    return pasted, frame.background, groups, coverage.clamp_(max=1.0)
+
+
+def fuse(frame: GroupedFrame, fusion, layout: GroupLayout = GroupLayout()) -> torch.Tensor:
+    """Split features of a whole decoded frame through the learned fusion (see :mod:`ssb.codec.fusion`)."""
+    with torch.no_grad():
+        return fusion(*fusion_inputs(frame, layout))
+
+
 def group_alpha(frame: GroupedFrame) -> np.ndarray:
     """``uint8`` alpha ``H x W`` of a frame: 255 inside the decoded groups' masks, 0 elsewhere."""
     h, w = frame.image_size
@@ -525,13 +565,17 @@ def group_alpha(frame: GroupedFrame) -> np.ndarray:
 
 
 def decode_grouped_features(bs, codec, *, frames: Iterable[int] | None = None,
-                            classes: Iterable[int] | None = None) -> Iterator[DecodedFrame]:
+                            classes: Iterable[int] | None = None, fusion=None) -> Iterator[DecodedFrame]:
     """Composed split features per frame, like :func:`ssb.codec.image.decode_features` for grouped streams.
 
-    Without ``classes``: background and every group.  With ``classes``: only those classes'
-    ``OBJECT`` and ``GROUP_MASK`` units are read, composed on zeros.
+    Without ``classes``: background and every group, through ``fusion``
+    (:class:`~ssb.codec.fusion.GroupFusion`) when given, else :func:`compose`.  With
+    ``classes``: only those classes' ``OBJECT`` and ``GROUP_MASK`` units are read, composed on
+    zeros (the fusion needs the background).
     """
     layout = stream_layout(bs)
     for fr in decode_groups(bs, codec, frames=frames, classes=classes, masks=True):
-        yield DecodedFrame(fr.frame_index, {"split": compose(fr, layout=layout)}, fr.image_size,
+        split = fuse(fr, fusion, layout) if fusion is not None and fr.background is not None else compose(
+            fr, layout=layout)
+        yield DecodedFrame(fr.frame_index, {"split": split}, fr.image_size,
                            fr.level if fr.level is not None else -1, fr.payload_bytes)

@@ -35,9 +35,10 @@ import torch
 from ssb.recipes.task_data import TaskTargets, build_task_targets
 from ssb.recipes.evaluate import DET_SCORE  # candidate detections kept for the PR curves
 
-__all__ = ["TaskPoint", "ground_truth", "run_task_eval", "summarize"]
+__all__ = ["TaskPoint", "DEFAULT_PIXEL_SWEEPS", "ground_truth", "run_task_eval", "summarize", "compare_features"]
 
 TASKS = ("pose", "segmentation")
+_SSB_METHODS = ("ssb", "ssb-teacher-boxes", "features")
 IOU_TYPE = {"pose": "keypoints", "segmentation": "segm"}
 MAX_OBJECTS = 20
 PERSON = {1: "person"}
@@ -132,17 +133,18 @@ def _ssb_streams(targets: TaskTargets, images: list[np.ndarray], codec, levels, 
 
 
 @torch.no_grad()
-def _remote_inference(task: str, images: list[np.ndarray], quality: int, gt_dict, teachers) -> tuple[int, "_Scorer"]:
-    """JPEG-code each frame, run the teachers on the decoded pixels."""
+def _remote_inference(task: str, images: list[np.ndarray], codec: str, quality: int, gt_dict, teachers
+                      ) -> tuple[int, "_Scorer"]:
+    """Code each frame with pixel codec ``codec``, run the teachers on the decoded pixels."""
     from ssb.adapters import pixel_codecs
     from ssb.recipes.teachers import instance_masks
 
     people, pose_teacher, fg_teacher = teachers
     scorer, total = _Scorer(task, gt_dict), 0
     for i, img in enumerate(images):
-        data = pixel_codecs.encode("jpeg", img, quality)
+        data = pixel_codecs.encode(codec, img, quality)
         total += len(data)
-        dec = pixel_codecs.decode("jpeg", data)
+        dec = pixel_codecs.decode(codec, data)
         p = people([dec])[0]
         order = np.argsort(-p["scores"])[:MAX_OBJECTS]
         boxes, scores = p["boxes"][order], p["scores"][order]
@@ -156,13 +158,19 @@ def _remote_inference(task: str, images: list[np.ndarray], quality: int, gt_dict
     return total, scorer
 
 
+#: the pixel-codec sweeps of the remote-inference baselines (the low end matters: SSB sits near 0.06-0.25 bpp)
+DEFAULT_PIXEL_SWEEPS = {"jpeg": (5, 10, 20, 30, 50, 70, 90), "webp": (1, 5, 15, 30, 50, 70, 90),
+                        "avif": (1, 10, 25, 40, 55, 70, 90)}
+
+
 def run_task_eval(task: str, out_dir: str | Path, *, weights=None, head_weights=None, levels=None,
-                  frame_step: int | None = None, jpeg_qualities=(5, 10, 20, 30, 50, 70, 90),
+                  frame_step: int | None = None, pixel_sweeps: dict | None = None,
                   progress: bool = True) -> list[TaskPoint]:
-    """Evaluate the ``task`` head at every SSB level (and JPEG); write CSV / JSON to ``out_dir``.
+    """Evaluate the ``task`` head at every SSB level (and the pixel codecs); write CSV / JSON to ``out_dir``.
 
     ``weights``: codec weights (default: shipped); ``head_weights``: the head's checkpoint
-    (default: shipped ``ssb/weights/{pose,seg}_s8.pt``).
+    (default: shipped ``ssb/weights/{pose,seg}_s8.pt``); ``pixel_sweeps``: ``{codec: qualities}``
+    of the remote-inference baselines (default :data:`DEFAULT_PIXEL_SWEEPS`; ``{}`` for none).
     """
     from ssb.adapters.coco import predictions_to_coco_gt
     from ssb.codec.zoo import load_codec
@@ -207,15 +215,17 @@ def run_task_eval(task: str, out_dir: str | Path, *, weights=None, head_weights=
     for level, nbytes, detected, given in _ssb_streams(targets, images, codec, levels, task, det, head, gt_dict):
         add("ssb", level, nbytes, detected)
         add("ssb-teacher-boxes", level, nbytes, given)
-    if jpeg_qualities:
+    sweeps = DEFAULT_PIXEL_SWEEPS if pixel_sweeps is None else pixel_sweeps
+    if sweeps:
         from ssb.recipes.teachers import ForegroundTeacher, MoveNetTeacher, PersonTeacher
         from ssb.resources import vtest_path
 
         teachers = (PersonTeacher(score_thresh=DET_SCORE), MoveNetTeacher() if task == "pose" else None,
                     ForegroundTeacher().fit(vtest_path()) if task == "segmentation" else None)
-        for q in jpeg_qualities:
-            nbytes, scorer = _remote_inference(task, images, q, gt_dict, teachers)
-            add("jpeg", q, nbytes, scorer)
+        for name, qualities in sweeps.items():
+            for q in qualities:
+                nbytes, scorer = _remote_inference(task, images, name, q, gt_dict, teachers)
+                add(name, q, nbytes, scorer)
     write_outputs(points, out_dir, task)
     return points
 
@@ -228,21 +238,57 @@ def _interp_log(x: float, xs: list[float], ys: list[float]) -> float:
 
 
 def summarize(points: list[TaskPoint]) -> dict:
-    """Per SSB level: its AP, JPEG's AP interpolated at the same bpp; BD-rates of SSB against JPEG."""
+    """Per SSB level: its AP and each pixel codec's AP interpolated at the same bpp; BD-rates of SSB against each."""
     from ssb.metrics import bd_or_nan, bd_rate
 
     ssb = sorted((p for p in points if p.method == "ssb"), key=lambda p: p.bpp)
-    jpeg = sorted((p for p in points if p.method == "jpeg"), key=lambda p: p.bpp)
-    jr, ja, ja50 = [p.bpp for p in jpeg], [p.AP for p in jpeg], [p.AP50 for p in jpeg]
-    rows = [{"level": p.param, "bpp": p.bpp, "ssb_AP": p.AP, "ssb_AP50": p.AP50,
-             "jpeg_AP_at_bpp": _interp_log(p.bpp, jr, ja), "jpeg_AP50_at_bpp": _interp_log(p.bpp, jr, ja50)}
-            for p in ssb]
+    pixel = {}
+    for p in sorted(points, key=lambda p: p.bpp):
+        if p.method not in _SSB_METHODS:
+            pixel.setdefault(p.method, []).append(p)
+    rows = []
+    for p in ssb:
+        row = {"level": p.param, "bpp": p.bpp, "ssb_AP": p.AP, "ssb_AP50": p.AP50}
+        for name, pts in pixel.items():
+            xs = [q.bpp for q in pts]
+            row[f"{name}_AP_at_bpp"] = _interp_log(p.bpp, xs, [q.AP for q in pts])
+            row[f"{name}_AP50_at_bpp"] = _interp_log(p.bpp, xs, [q.AP50 for q in pts])
+        rows.append(row)
     out = {"matched_bpp": rows}
-    if jpeg and ssb:
-        out["bd_rate_vs_jpeg_AP"] = bd_or_nan(bd_rate, jr, ja, [p.bpp for p in ssb], [p.AP for p in ssb], pareto=True)
-        out["bd_rate_vs_jpeg_AP50"] = bd_or_nan(bd_rate, jr, ja50, [p.bpp for p in ssb], [p.AP50 for p in ssb],
-                                                pareto=True)
+    if ssb:
+        for name, pts in pixel.items():
+            xs = [q.bpp for q in pts]
+            out[f"bd_rate_vs_{name}_AP"] = bd_or_nan(bd_rate, xs, [q.AP for q in pts], [p.bpp for p in ssb],
+                                                    [p.AP for p in ssb], pareto=True)
+            out[f"bd_rate_vs_{name}_AP50"] = bd_or_nan(bd_rate, xs, [q.AP50 for q in pts], [p.bpp for p in ssb],
+                                                      [p.AP50 for p in ssb], pareto=True)
     return out
+
+
+def compare_features(shared: list[TaskPoint], tuned: list[TaskPoint], *, method: str = "ssb-teacher-boxes") -> dict:
+    """The omnipotence check: per shared-codec level, the task-tuned codec's AP at the same bpp.
+
+    ``shared`` / ``tuned``: :func:`run_task_eval` points of the shared codec with its head and of
+    a codec tuned for this task alone with its own head of the same size
+    (``python -m ssb.recipes.train_heads --tune-codec``).  The tuned curve is interpolated
+    (linear in log-rate, never extrapolated) at each shared level's bpp; ``ratio`` is shared AP /
+    tuned AP (the goal: at least 0.95).  ``method``: ``ssb-teacher-boxes`` (the heads on the
+    teacher's person boxes: feature quality alone) or ``ssb`` (boxes detected on the same features).
+    """
+    from ssb.metrics import bd_metric, bd_or_nan
+
+    a = sorted((p for p in shared if p.method == method), key=lambda p: p.bpp)
+    b = sorted((p for p in tuned if p.method == method), key=lambda p: p.bpp)
+    xs = [p.bpp for p in b]
+    rows = []
+    for p in a:
+        t_ap, t_ap50 = _interp_log(p.bpp, xs, [q.AP for q in b]), _interp_log(p.bpp, xs, [q.AP50 for q in b])
+        rows.append({"level": p.param, "bpp": p.bpp, "shared_AP": p.AP, "tuned_AP_at_bpp": t_ap,
+                     "ratio_AP": p.AP / t_ap if t_ap and not math.isnan(t_ap) else math.nan,
+                     "shared_AP50": p.AP50, "tuned_AP50_at_bpp": t_ap50})
+    bd = bd_or_nan(bd_metric, xs, [q.AP for q in b], [p.bpp for p in a], [p.AP for p in a], pareto=False)
+    return {"method": method, "matched_bpp": rows, "bd_AP_shared_minus_tuned": bd,
+            "tuned_points": [{"level": q.param, "bpp": q.bpp, "AP": q.AP, "AP50": q.AP50} for q in b]}
 
 
 def write_outputs(points: list[TaskPoint], out_dir: Path, task: str) -> None:

@@ -16,6 +16,15 @@ detected on decoded features), and trains the head on the decoded features:
   mask (MOG2 foreground inside the teacher box) pooled over the jittered box.
 
 The checkpoint records the SHA-256 of the codec weights (heads refuse other codec weights).
+
+``--tune-codec`` makes the counterpart of the omnipotence check: the codec is NOT frozen but
+fine-tuned (from the shared weights, same architecture and levels) jointly with a fresh head of
+the same size, on this task's loss alone plus the rate term of the shared recipe, ``R /
+lambda_l`` (``R``: bits per teacher-input pixel from the likelihoods, straight-through hard
+rounding).  It writes the tuned codec next to the head (``<output stem>_codec.pt``, entropy
+tables rebuilt) and binds the head to it; ``ssb eval --task ... --weights ... --head-weights ...``
+then measures it and :func:`ssb.recipes.evaluate_tasks.compare_features` compares it with the
+shared features at equal bpp.
 """
 
 from __future__ import annotations
@@ -32,6 +41,10 @@ from torch import nn
 
 from ssb.errors import MalformedFieldError
 from ssb.recipes.task_data import TaskTargets, build_task_targets
+from ssb.recipes.train import rate_bpp
+
+#: pixels of the teacher input the rate is counted over (as in the codec recipe)
+TEACHER_PIXELS = 300 * 300
 
 __all__ = ["HeadTrainConfig", "main", "train_head"]
 
@@ -56,6 +69,10 @@ class HeadTrainConfig:
     vis_weight: float = 0.5
     frame_step: int | None = None
     threads: int = 1
+    #: task-tuned features (see the module doc): codec trained with the head, at this learning rate
+    tune_codec: bool = False
+    codec_lr: float = 1e-4
+    rate_weight: float = 1.0
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -146,10 +163,14 @@ def train_head(cfg: HeadTrainConfig, codec, out_path: str | Path, *, progress: b
     head_cls = PoseHead if cfg.task == "pose" else SegmentationHead
     head = head_cls(pretrained=False)
     head.train()
-    codec.eval()
+    codec.train(cfg.tune_codec)
     for p in codec.parameters():
-        p.requires_grad_(False)
-    opt = torch.optim.AdamW(head.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        p.requires_grad_(cfg.tune_codec)
+    groups = [{"params": list(head.net.parameters()), "lr": cfg.lr, "weight_decay": cfg.weight_decay}]
+    if cfg.tune_codec:
+        groups.append({"params": list(codec.parameters()), "lr": cfg.codec_lr, "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups)
+    lambdas = torch.tensor(codec.config.lambdas)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * s / cfg.iterations)))
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -164,8 +185,15 @@ def train_head(cfg: HeadTrainConfig, codec, out_path: str | Path, *, progress: b
     for step in it:
         pick = [usable[int(j)] for j in torch.randint(0, len(usable), (cfg.batch_size,), generator=gen)]
         levels = torch.randint(0, levels_n, (len(pick),), generator=gen)
-        with torch.no_grad():
-            split = codec(targets.split[pick].float(), levels, quant_mode="hard")["x_hat"]
+        x = targets.split[pick].float()
+        rate = None
+        if cfg.tune_codec:
+            out = codec(x, levels, quant_mode="ste")
+            split = out["x_hat"]
+            rate = (rate_bpp(out["likelihoods"], TEACHER_PIXELS) / lambdas[levels]).mean()
+        else:
+            with torch.no_grad():
+                split = codec(x, levels, quant_mode="hard")["x_hat"]
         sizes = [targets.image_sizes[i] for i in pick]
         boxes = [jitter_boxes(targets.boxes[i], cfg.shift, cfg.scale, gen) for i in pick]
         if cfg.task == "pose":
@@ -178,6 +206,9 @@ def train_head(cfg: HeadTrainConfig, codec, out_path: str | Path, *, progress: b
                     mask_cache[i] = targets.instance_masks(i)
                 tgt.append(mask_targets(mask_cache[i], b, size))
             loss, parts = mask_loss(head, split, boxes, torch.cat(tgt), sizes)
+        if rate is not None:
+            parts["rate"] = rate.item()
+            loss = loss + cfg.rate_weight * rate
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -189,12 +220,33 @@ def train_head(cfg: HeadTrainConfig, codec, out_path: str | Path, *, progress: b
             log.append({"step": step, "loss": round(run, 5), **{k: round(v, 5) for k, v in parts.items()},
                         "time_s": round(time.time() - t0, 1)})
     head.eval()
+    if cfg.tune_codec:
+        codec = _save_tuned_codec(codec, Path(out_path), cfg, log)
     meta = {"train": asdict(cfg), "samples": len(usable), "objects": int(sum(len(targets.boxes[i]) for i in usable)),
             "log_tail": log[-5:], "seconds": round(time.time() - t0, 1),
             "teachers": "SSD-MobileNetV2 persons >= 0.5; MoveNet Lightning keypoints" if cfg.task == "pose"
             else "SSD-MobileNetV2 persons >= 0.5; MOG2 foreground inside the box"}
     return save_head_checkpoint(out_path, model_id=head.model_id, config=head.config,
                                 state_dict=head.net.state_dict(), codec=codec, meta=meta)
+
+
+def tuned_codec_path(head_path: str | Path) -> Path:
+    """Where ``--tune-codec`` writes the codec of head checkpoint ``head_path``."""
+    p = Path(head_path)
+    return p.with_name(f"{p.stem}_codec.pt")
+
+
+def _save_tuned_codec(codec, head_path: Path, cfg: HeadTrainConfig, log: list):
+    from ssb.codec.zoo import load_codec
+    from ssb.recipes.train import _jsonable, save_codec
+
+    codec.eval()
+    codec.update(force=True)
+    path = tuned_codec_path(head_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_codec(codec, path, extra={"tuned_for": cfg.task, "tuned_from": getattr(codec, "weights_path", None),
+                                   "train_config": _jsonable(cfg), "train_log_tail": log[-3:]})
+    return load_codec(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,12 +259,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=HeadTrainConfig.lr)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--tune-codec", action="store_true",
+                   help="fine-tune the codec with the head on this task alone (the omnipotence check's counterpart)")
+    p.add_argument("--codec-lr", type=float, default=HeadTrainConfig.codec_lr)
+    p.add_argument("--rate-weight", type=float, default=HeadTrainConfig.rate_weight)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     from ssb.codec.zoo import load_codec
 
     cfg = HeadTrainConfig(task=args.task, iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
-                          seed=args.seed, threads=args.threads)
+                          seed=args.seed, threads=args.threads, tune_codec=args.tune_codec, codec_lr=args.codec_lr,
+                          rate_weight=args.rate_weight)
     path = train_head(cfg, load_codec(args.codec_weights), args.output, progress=not args.no_progress)
     print(f"wrote {path}")
     return 0

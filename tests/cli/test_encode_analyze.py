@@ -207,3 +207,15 @@ def test_encode_of_unknown_quality_is_refused(bad_quality):
 
 def test_encode_of_unknown_quality_leaves_no_file(bad_quality):
     assert bad_quality[2] == []
+
+
+def test_background_quality_needs_groups_and_a_real_level(vtest, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.full((40, 60, 3), 128, np.uint8)).save(tmp_path / "in.png")
+    out = tmp_path / "out.ssb"
+    assert "--groups" in _refused(capsys, "encode", tmp_path / "in.png", "--background-quality", "0", "-o", out)
+    assert "level" in _refused(capsys, "encode", tmp_path / "in.png", "--groups", "auto", "--background-quality",
+                               "9", "-o", out)
+    assert not out.exists()

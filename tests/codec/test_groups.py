@@ -534,3 +534,65 @@ def test_cli_grouped_encode_analyze_and_selective_decode(tmp_path, capsys):
         assert im.mode == "RGBA" and im.size == (person_masks.shape[1], person_masks.shape[0])
         alpha = np.asarray(im)[..., 3]
     assert np.array_equal(alpha > 0, person_masks)
+
+
+def test_untrained_fusion_is_the_plain_composition_and_a_trained_one_changes_it(codec, stream):
+    from ssb.codec.fusion import GroupFusion
+    from ssb.codec.groups import decode_grouped_features, fuse, fusion_inputs
+
+    with ssb.open(stream) as bs:
+        (fr,) = decode_groups(bs, codec, frames=[0], masks=True)
+    pasted, bg, groups, coverage = fusion_inputs(fr, LAYOUT)
+    assert torch.equal(pasted, compose(fr, layout=LAYOUT)) and torch.equal(bg, fr.background)
+    assert coverage.shape == (1, 1, *LAYOUT.grid) and 0 < float(coverage.max()) <= 1.0
+    assert float(groups.abs().sum()) > 0 and float(groups[..., coverage[0, 0] == 0].abs().sum()) == 0
+    fusion = GroupFusion(32, 8)
+    assert torch.equal(fuse(fr, fusion, LAYOUT), pasted)
+    with torch.no_grad():
+        fusion.net[-1].bias.fill_(0.5)
+    assert torch.allclose(fuse(fr, fusion, LAYOUT), pasted + 0.5)
+    # whole-frame decodes go through the fusion; a class query (no background) does not
+    with ssb.open(stream) as bs:
+        whole = [d.features["split"] for d in decode_grouped_features(bs, codec, frames=[0], fusion=fusion)]
+        query = [d.features["split"] for d in decode_grouped_features(bs, codec, classes=[1], fusion=fusion)]
+    assert torch.allclose(whole[0], pasted + 0.5)
+    assert not torch.allclose(query[0], compose(fr, layout=LAYOUT)) and float(query[0].min()) > -1e9
+
+
+def test_fusion_weights_are_bound_to_the_codec_weights(tmp_path, codec):
+    from ssb.codec.fusion import FUSION_MODEL_ID, GroupFusion, load_group_fusion
+    from ssb.errors import ModelMismatchError
+    assert load_group_fusion(codec, tmp_path / "absent.pt", missing_ok=True) is None
+    with pytest.raises(ModelMismatchError, match="no group-fusion weights"):
+        load_group_fusion(codec, tmp_path / "absent.pt")
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"  # only their hashes matter here
+    a.write_bytes(b"codec weights A")
+    b.write_bytes(b"codec weights B")
+    from ssb.resources import file_sha256
+
+    ckpt = tmp_path / "fusion.pt"
+    torch.save({"model_id": FUSION_MODEL_ID, "config": {"channels": 32, "width": 8}, "codec_sha256": file_sha256(a),
+                "state_dict": GroupFusion(32, 8).state_dict()}, ckpt)
+    codec.weights_path = str(a)
+    try:
+        assert isinstance(load_group_fusion(codec, ckpt), GroupFusion)
+        codec.weights_path = str(b)
+        with pytest.raises(ModelMismatchError, match="trained behind codec weights"):
+            load_group_fusion(codec, ckpt)
+    finally:
+        del codec.weights_path
+
+
+def test_background_at_its_own_level(codec, front, image, labels, stream):
+    buf = io.BytesIO()
+    GroupEncoder(codec, front, objects=fake_detector, layout=LAYOUT).encode(
+        [GroupedInput(0, image, labels=labels)], buf, level=LEVEL, background_level=0)
+    low, same = _units(buf.getvalue()), _units(stream)
+    n = codec.config.num_levels
+    assert unpack_base(low[(int(UnitType.BACKGROUND), 0)], num_levels=n).level == 0
+    assert unpack_base(same[(int(UnitType.BACKGROUND), 0)], num_levels=n).level == LEVEL
+    # the groups are untouched by the background's level
+    assert {k: v for k, v in low.items() if k[1]} == {k: v for k, v in same.items() if k[1]}
+    with ssb.open(buf.getvalue()) as bs:
+        (fr,) = decode_groups(bs, codec, masks=True)
+    assert fr.background is not None and len(fr.groups) == 2

@@ -262,3 +262,20 @@ def test_summary_interpolates_jpeg_at_the_ssb_rates():
     rows = summarize(pts)["matched_bpp"]
     assert rows[0]["jpeg_AP_at_bpp"] == pytest.approx(20.0)  # halfway in log-rate between 0.1 and 0.4
     assert np.isnan(rows[1]["jpeg_AP_at_bpp"])  # outside the JPEG sweep: not extrapolated
+
+
+def test_compare_features_interpolates_the_tuned_curve_at_shared_rates():
+    from ssb.recipes.evaluate_tasks import TaskPoint, compare_features
+
+    def pt(method, q, bpp, ap):
+        return TaskPoint("pose", method, q, bpp, ap, ap + 10, ap - 10, 0, 1, 1)
+
+    shared = [pt("ssb-teacher-boxes", 0, 0.2, 19.0), pt("ssb-teacher-boxes", 1, 0.9, 30.0), pt("ssb", 0, 0.2, 5.0)]
+    tuned = [pt("ssb-teacher-boxes", 0, 0.1, 10.0), pt("ssb-teacher-boxes", 1, 0.4, 30.0)]
+    out = compare_features(shared, tuned)
+    rows = out["matched_bpp"]
+    assert rows[0]["tuned_AP_at_bpp"] == pytest.approx(20.0)
+    assert rows[0]["ratio_AP"] == pytest.approx(0.95)
+    assert np.isnan(rows[1]["tuned_AP_at_bpp"]) and np.isnan(rows[1]["ratio_AP"])  # beyond the tuned curve
+    assert [q["AP"] for q in out["tuned_points"]] == [10.0, 30.0]
+    assert compare_features(shared, tuned, method="ssb")["matched_bpp"][0]["shared_AP"] == 5.0

@@ -1,0 +1,172 @@
+"""Recipe for the learned composition of grouped streams (``ssb/weights/fusion_s8.pt``).
+
+``python -m ssb.recipes.train_fusion -o ssb/weights/fusion_s8.pt``
+
+Data: the training frames of ``vtest.avi`` (0..599, every ``--frame-step``-th, none of the
+held-out frames 620..794 the benchmarks use), grouped as ``ssb encode --groups auto`` does
+(teacher detections with score >= 0.5 AND MOG2 foreground warmed up on every frame before),
+each coded at a random quality level into a one-frame grouped stream and DECODED (what a reader
+really gets), then turned into the fusion's inputs (:func:`ssb.codec.groups.fusion_inputs`).
+Targets: the teacher's split features of the ORIGINAL frame and its detection outputs.
+
+Loss: the codec recipe's distortion (:func:`ssb.recipes.train.distortion`): split-feature MSE
+relative to the features' energy, plus distillation of the detector's class probabilities and
+box codes weighted by the teacher's confidence.  The codec and the detector are frozen; the
+checkpoint records the SHA-256 of the codec weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["FusionTrainConfig", "build_fusion_data", "train_fusion", "main"]
+
+
+@dataclass
+class FusionTrainConfig:
+    iterations: int = 1500
+    batch_size: int = 8
+    lr: float = 1e-3
+    seed: int = 0
+    frame_step: int = 2
+    first_frame: int = 30  # MOG2 needs some history before its foreground means anything
+    last_frame: int = 599
+    width: int = 64
+    w_cls: float = 20.0
+    w_box: float = 1.0
+    threads: int = 1
+
+
+def _cache_path(cfg: FusionTrainConfig, codec) -> Path:
+    from ssb.backbones.teacher_weights import cache_dir
+    from ssb.resources import file_sha256
+
+    key = f"{file_sha256(codec.weights_path)}:{cfg.frame_step}:{cfg.first_frame}:{cfg.last_frame}:{cfg.seed}:v1"
+    return cache_dir() / f"fusion-data-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+
+
+@torch.no_grad()
+def build_fusion_data(cfg: FusionTrainConfig, models, *, progress: bool = True) -> dict:
+    """Inputs (decoded grouped frames) and teacher targets of the training frames (cached on disk)."""
+    import cv2
+
+    import ssb
+    from ssb.backbones.ssd_mobilenet_v2 import preprocess
+    from ssb.codec.group_masks import ForegroundModel
+    from ssb.codec.groups import GroupedInput, GroupEncoder, decode_groups, fusion_inputs, stream_layout
+    from ssb.resources import vtest_path
+
+    path = _cache_path(cfg, models.codec)
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    det = models.heads["detection"]
+    enc = GroupEncoder(models.codec, models.front, objects=lambda split, s: det(split, image_sizes=s))
+    gen = np.random.default_rng(cfg.seed)
+    fg_model = ForegroundModel()
+    cap = cv2.VideoCapture(str(vtest_path()))
+    inputs, splits, codes, logits, levels, i = [], [], [], [], [], 0
+    t0 = time.time()
+    while i <= cfg.last_frame:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        fg = fg_model.apply(rgb)
+        if i >= cfg.first_frame and (i - cfg.first_frame) % cfg.frame_step == 0:
+            level = int(gen.integers(0, models.codec.config.num_levels))
+            buf = io.BytesIO()
+            enc.encode([GroupedInput(i, rgb, foreground=fg)], buf, level=level)
+            with ssb.open(buf.getvalue()) as bs:
+                fr = next(decode_groups(bs, models.codec, masks=True))
+                parts = fusion_inputs(fr, stream_layout(bs))
+            inputs.append(torch.cat(parts, dim=1).half())
+            split = models.front(preprocess([rgb]))
+            c, lg, _ = det.raw_outputs(split)
+            splits.append(split.half())
+            codes.append(c.half())
+            logits.append(lg.half())
+            levels.append(level)
+            if progress and len(inputs) % 25 == 0:
+                print(f"fusion data: {len(inputs)} frames ({time.time() - t0:.0f} s)", flush=True)
+        i += 1
+    cap.release()
+    data = {"inputs": torch.cat(inputs), "split": torch.cat(splits), "codes": torch.cat(codes),
+            "logits": torch.cat(logits), "levels": torch.tensor(levels)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(data, path)
+    return data
+
+
+def train_fusion(cfg: FusionTrainConfig, out_path: str | Path, *, weights=None, progress: bool = True) -> Path:
+    from ssb.codec.fusion import FUSION_MODEL_ID, GroupFusion
+    from ssb.pipeline import load_models
+    from ssb.recipes.train import distortion
+    from ssb.resources import file_sha256
+
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    models = load_models(weights, front=True, tasks=("detection",))
+    data = build_fusion_data(cfg, models, progress=progress)
+    head = models.heads["detection"]
+    for p in head.parameters():
+        p.requires_grad_(False)
+    c = models.codec.config.in_channels
+    fusion = GroupFusion(c, cfg.width)
+    opt = torch.optim.Adam(fusion.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / cfg.iterations)))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    n = len(data["inputs"])
+    log, run, t0 = [], None, time.time()
+    for step in range(cfg.iterations):
+        idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
+        x = data["inputs"][idx].float()
+        out = fusion(x[:, :c], x[:, c : 2 * c], x[:, 2 * c : 3 * c], x[:, 3 * c :])
+        d = distortion(out, data["split"][idx].float(), head, data["codes"][idx].float(),
+                       data["logits"][idx].float(), cfg)
+        loss = d["total"].mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        stats = {k: v.mean().item() for k, v in d.items()}
+        run = stats if run is None else {k: 0.95 * run[k] + 0.05 * v for k, v in stats.items()}
+        if step % 100 == 0 or step == cfg.iterations - 1:
+            log.append({"step": step, "time_s": round(time.time() - t0, 1), **{k: round(v, 5) for k, v in run.items()}})
+            if progress:
+                print(log[-1], flush=True)
+    fusion.eval()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model_id": FUSION_MODEL_ID, "config": {"channels": c, "width": cfg.width},
+                "codec_sha256": file_sha256(models.codec.weights_path),
+                "state_dict": {k: v.detach() for k, v in fusion.state_dict().items()},
+                "meta": {"train": asdict(cfg), "frames": n, "log_tail": log[-3:],
+                         "seconds": round(time.time() - t0, 1)}}, out_path)
+    return out_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ssb.recipes.train_fusion", description=__doc__.split("\n")[0])
+    p.add_argument("-o", "--output", required=True, help="checkpoint path, e.g. ssb/weights/fusion_s8.pt")
+    p.add_argument("--codec-weights", default=None, help="codec weights (default: the shipped ones)")
+    p.add_argument("--iterations", type=int, default=FusionTrainConfig.iterations)
+    p.add_argument("--frame-step", type=int, default=FusionTrainConfig.frame_step)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    cfg = FusionTrainConfig(iterations=args.iterations, frame_step=args.frame_step, threads=args.threads)
+    print(f"wrote {train_fusion(cfg, args.output, weights=args.codec_weights, progress=not args.no_progress)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
