@@ -21,6 +21,8 @@ Reported:
    detections match the full grouped analysis's (IoU >= 0.5, score differences); and the
    query's composition base (zeros, the default, vs the teacher's response to grey) and paste
    mode (``soft`` by mask coverage, the default, vs whole windows).
+   Whole frames and queries go through the learned fusion (``ssb.codec.fusion``, ``--fusion``)
+   when its weights are there; section 1 also prints the plain composition's accuracy.
 3. **Mask coding**: bits per mask-box pixel, bytes per mask and per frame, encode / decode time,
    against 1-bit PNG (zlib) of the same crops.
 

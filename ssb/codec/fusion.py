@@ -10,8 +10,8 @@ frame; it is trained on real frames by :mod:`ssb.recipes.train_fusion`.
 
 It runs after entropy decoding, on decoded features only: it changes nothing in the
 bitstream, and group independence (bits and decoded features of a group depend only on its
-own pixels) is untouched.  It is used for whole-frame decodes (background present); a class
-query, which never reads the background, keeps the plain composition.
+own pixels) is untouched.  It serves whole-frame decodes and, when trained for them (``modes``),
+class queries, which never read the background.
 
 The weights record the SHA-256 of the feature-codec weights they were trained behind; a
 mismatch is refused (:class:`~ssb.errors.ModelMismatchError`).
@@ -41,12 +41,17 @@ class GroupFusion(nn.Module):
     * ``groups``: the groups pasted on zeros (zero where no group);
     * ``coverage``: ``[B, 1, h, w]``, the fraction of each cell the groups' masks cover.
 
+    For a class query (no background) ``pasted`` is ``groups`` and ``background`` zeros; a
+    fusion applies to queries only when ``"query"`` is among its ``modes``.
+
     The last convolution starts at zero, so an untrained fusion is the plain composition.
     """
 
-    def __init__(self, channels: int = 32, width: int = 64):
+    def __init__(self, channels: int = 32, width: int = 64, modes: tuple[str, ...] | list[str] = ("whole",)):
         super().__init__()
         self.channels, self.width = channels, width
+        #: what it was trained for: "whole" frames (background decoded) and/or class "query" decodes
+        self.modes = tuple(modes)
         last = conv(width, channels)
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
@@ -83,7 +88,9 @@ def load_group_fusion(codec, path=None, *, missing_ok: bool = False) -> GroupFus
         raise ModelMismatchError(
             f"{path} was trained behind codec weights {str(ckpt.get('codec_sha256'))[:12]}, not "
             f"{file_sha256(codec_path)[:12] if codec_path else 'an unsaved codec'}", field="fusion_weights.codec_sha256")
-    model = GroupFusion(**ckpt["config"])
+    cfg = dict(ckpt["config"])
+    cfg["modes"] = tuple(cfg.get("modes", ("whole",)))
+    model = GroupFusion(**cfg)
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
     model.weights_path = str(path)

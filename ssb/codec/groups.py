@@ -532,17 +532,20 @@ def compose(frame: GroupedFrame, *, base: str = "auto", paste: str = "soft", neu
 
 
 def fusion_inputs(frame: GroupedFrame, layout: GroupLayout = GroupLayout()) -> tuple[torch.Tensor, ...]:
-    """``(pasted, background, groups, coverage)`` of a whole decoded frame, the inputs of
-    :class:`~ssb.codec.fusion.GroupFusion` (needs the background and every group's mask)."""
-    if frame.background is None:
-        raise MalformedFieldError("fusion needs the decoded background", field="background")
-    pasted = compose(frame, base="background", layout=layout)
+    """``(pasted, background, groups, coverage)`` of a decoded frame, the inputs of
+    :class:`~ssb.codec.fusion.GroupFusion` (needs every decoded group's mask).  Without a
+    decoded background (a class query) ``pasted`` is ``groups`` and ``background`` zeros."""
     alone = GroupedFrame(frame.frame_index, frame.image_size, frame.grid, frame.channels, frame.level, None,
                          frame.groups)
     groups = compose(alone, base="zeros", layout=layout)
     coverage = torch.zeros(1, 1, *frame.grid)
     for g in frame.groups:
+        if g.mask is None:
+            raise MalformedFieldError(f"group {g.group_id}: fusion needs its decoded mask", field="masks")
         coverage[0, 0] += cell_coverage(g.mask, frame.image_size, layout)
+    if frame.background is None:
+        return groups, torch.zeros_like(groups), groups, coverage.clamp_(max=1.0)
+    pasted = compose(frame, base="background", layout=layout)
     return pasted, frame.background, groups, coverage.clamp_(max=1.0)
 
 
@@ -568,14 +571,14 @@ def decode_grouped_features(bs, codec, *, frames: Iterable[int] | None = None,
                             classes: Iterable[int] | None = None, fusion=None) -> Iterator[DecodedFrame]:
     """Composed split features per frame, like :func:`ssb.codec.image.decode_features` for grouped streams.
 
-    Without ``classes``: background and every group, through ``fusion``
-    (:class:`~ssb.codec.fusion.GroupFusion`) when given, else :func:`compose`.  With
-    ``classes``: only those classes' ``OBJECT`` and ``GROUP_MASK`` units are read, composed on
-    zeros (the fusion needs the background).
+    Without ``classes``: background and every group.  With ``classes``: only those classes'
+    ``OBJECT`` and ``GROUP_MASK`` units are read.  The parts go through ``fusion``
+    (:class:`~ssb.codec.fusion.GroupFusion`) when given and trained for the case (whole frames,
+    or queries when ``"query"`` is in its ``modes``), else through :func:`compose` (a query on zeros).
     """
     layout = stream_layout(bs)
     for fr in decode_groups(bs, codec, frames=frames, classes=classes, masks=True):
-        split = fuse(fr, fusion, layout) if fusion is not None and fr.background is not None else compose(
-            fr, layout=layout)
+        use = fusion is not None and (fr.background is not None or "query" in getattr(fusion, "modes", ()))
+        split = fuse(fr, fusion, layout) if use else compose(fr, layout=layout)
         yield DecodedFrame(fr.frame_index, {"split": split}, fr.image_size,
                            fr.level if fr.level is not None else -1, fr.payload_bytes)

@@ -5,13 +5,17 @@
 Data: the training frames of ``vtest.avi`` (0..599, every ``--frame-step``-th, none of the
 held-out frames 620..794 the benchmarks use), grouped as ``ssb encode --groups auto`` does
 (teacher detections with score >= 0.5 AND MOG2 foreground warmed up on every frame before),
-each coded at a random quality level into a one-frame grouped stream and DECODED (what a reader
-really gets), then turned into the fusion's inputs (:func:`ssb.codec.groups.fusion_inputs`).
+each coded at a random quality level into a one-frame grouped stream (half of them with the
+background at a random lower level, as ``--background-quality`` writes) and DECODED (what a
+reader really gets), then turned into the fusion's inputs (:func:`ssb.codec.groups.fusion_inputs`).
 Targets: the teacher's split features of the ORIGINAL frame and its detection outputs.
 
-Loss: the codec recipe's distortion (:func:`ssb.recipes.train.distortion`): split-feature MSE
+Whole frames and class queries (``query_share`` of the steps: no background, the groups pasted on
+zeros, as :func:`ssb.codec.groups.decode_grouped_features` composes a query) are trained together.
+Loss of a whole frame: the codec recipe's distortion (:func:`ssb.recipes.train.distortion`): split-feature MSE
 relative to the features' energy, plus distillation of the detector's class probabilities and
-box codes weighted by the teacher's confidence.  The codec and the detector are frozen; the
+box codes weighted by the teacher's confidence; of a query, the split-feature error near the
+groups only (what lies elsewhere is not in the units a query reads).  The codec and the detector are frozen; the
 checkpoint records the SHA-256 of the codec weights.
 """
 
@@ -39,6 +43,11 @@ class FusionTrainConfig:
     seed: int = 0
     frame_step: int = 2
     first_frame: int = 30  # MOG2 needs some history before its foreground means anything
+    #: share of frames whose background is coded at a lower level than the groups (``--background-quality``)
+    low_background: float = 0.5
+    #: share of steps trained as a class query (no background: the groups on zeros), with the
+    #: split-feature error counted near the groups only (cells within 2 of any group's coverage)
+    query_share: float = 0.3
     last_frame: int = 599
     width: int = 64
     w_cls: float = 20.0
@@ -50,7 +59,8 @@ def _cache_path(cfg: FusionTrainConfig, codec) -> Path:
     from ssb.backbones.teacher_weights import cache_dir
     from ssb.resources import file_sha256
 
-    key = f"{file_sha256(codec.weights_path)}:{cfg.frame_step}:{cfg.first_frame}:{cfg.last_frame}:{cfg.seed}:v1"
+    key = (f"{file_sha256(codec.weights_path)}:{cfg.frame_step}:{cfg.first_frame}:{cfg.last_frame}:{cfg.seed}:"
+           f"{cfg.low_background}:v2")
     return cache_dir() / f"fusion-data-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
 
 
@@ -83,8 +93,9 @@ def build_fusion_data(cfg: FusionTrainConfig, models, *, progress: bool = True) 
         fg = fg_model.apply(rgb)
         if i >= cfg.first_frame and (i - cfg.first_frame) % cfg.frame_step == 0:
             level = int(gen.integers(0, models.codec.config.num_levels))
+            bg_level = int(gen.integers(0, level + 1)) if gen.random() < cfg.low_background else level
             buf = io.BytesIO()
-            enc.encode([GroupedInput(i, rgb, foreground=fg)], buf, level=level)
+            enc.encode([GroupedInput(i, rgb, foreground=fg)], buf, level=level, background_level=bg_level)
             with ssb.open(buf.getvalue()) as bs:
                 fr = next(decode_groups(bs, models.codec, masks=True))
                 parts = fusion_inputs(fr, stream_layout(bs))
@@ -120,7 +131,8 @@ def train_fusion(cfg: FusionTrainConfig, out_path: str | Path, *, weights=None, 
     for p in head.parameters():
         p.requires_grad_(False)
     c = models.codec.config.in_channels
-    fusion = GroupFusion(c, cfg.width)
+    modes = ("whole", "query") if cfg.query_share > 0 else ("whole",)
+    fusion = GroupFusion(c, cfg.width, modes=modes)
     opt = torch.optim.Adam(fusion.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / cfg.iterations)))
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -129,16 +141,26 @@ def train_fusion(cfg: FusionTrainConfig, out_path: str | Path, *, weights=None, 
     for step in range(cfg.iterations):
         idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
         x = data["inputs"][idx].float()
-        out = fusion(x[:, :c], x[:, c : 2 * c], x[:, 2 * c : 3 * c], x[:, 3 * c :])
-        d = distortion(out, data["split"][idx].float(), head, data["codes"][idx].float(),
-                       data["logits"][idx].float(), cfg)
-        loss = d["total"].mean()
+        split = data["split"][idx].float()
+        groups, coverage = x[:, 2 * c : 3 * c], x[:, 3 * c :]
+        if float(torch.rand((), generator=gen)) < cfg.query_share:
+            out = fusion(groups, torch.zeros_like(groups), groups, coverage)
+            near = torch.nn.functional.max_pool2d((coverage > 0).float(), 5, stride=1, padding=2)
+            energy = split.pow(2).flatten(1).mean(1).clamp_min(1e-6)
+            err = ((out - split).pow(2) * near).flatten(1).sum(1) / (near.flatten(1).sum(1) * c).clamp_min(1.0)
+            d = {"query": err / energy}
+            loss = d["query"].mean()
+        else:
+            out = fusion(x[:, :c], x[:, c : 2 * c], groups, coverage)
+            d = distortion(out, split, head, data["codes"][idx].float(), data["logits"][idx].float(), cfg)
+            loss = d["total"].mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         stats = {k: v.mean().item() for k, v in d.items()}
-        run = stats if run is None else {k: 0.95 * run[k] + 0.05 * v for k, v in stats.items()}
+        run = dict(stats) if run is None else run
+        run.update({k: 0.95 * run.get(k, v) + 0.05 * v for k, v in stats.items()})
         if step % 100 == 0 or step == cfg.iterations - 1:
             log.append({"step": step, "time_s": round(time.time() - t0, 1), **{k: round(v, 5) for k, v in run.items()}})
             if progress:
@@ -146,7 +168,7 @@ def train_fusion(cfg: FusionTrainConfig, out_path: str | Path, *, weights=None, 
     fusion.eval()
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model_id": FUSION_MODEL_ID, "config": {"channels": c, "width": cfg.width},
+    torch.save({"model_id": FUSION_MODEL_ID, "config": {"channels": c, "width": cfg.width, "modes": list(modes)},
                 "codec_sha256": file_sha256(models.codec.weights_path),
                 "state_dict": {k: v.detach() for k, v in fusion.state_dict().items()},
                 "meta": {"train": asdict(cfg), "frames": n, "log_tail": log[-3:],
@@ -160,10 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--codec-weights", default=None, help="codec weights (default: the shipped ones)")
     p.add_argument("--iterations", type=int, default=FusionTrainConfig.iterations)
     p.add_argument("--frame-step", type=int, default=FusionTrainConfig.frame_step)
+    p.add_argument("--width", type=int, default=FusionTrainConfig.width)
+    p.add_argument("--query-share", type=float, default=FusionTrainConfig.query_share)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    cfg = FusionTrainConfig(iterations=args.iterations, frame_step=args.frame_step, threads=args.threads)
+    cfg = FusionTrainConfig(iterations=args.iterations, frame_step=args.frame_step, width=args.width,
+                            query_share=args.query_share, threads=args.threads)
     print(f"wrote {train_fusion(cfg, args.output, weights=args.codec_weights, progress=not args.no_progress)}")
     return 0
 

@@ -556,7 +556,18 @@ def test_untrained_fusion_is_the_plain_composition_and_a_trained_one_changes_it(
         whole = [d.features["split"] for d in decode_grouped_features(bs, codec, frames=[0], fusion=fusion)]
         query = [d.features["split"] for d in decode_grouped_features(bs, codec, classes=[1], fusion=fusion)]
     assert torch.allclose(whole[0], pasted + 0.5)
-    assert not torch.allclose(query[0], compose(fr, layout=LAYOUT)) and float(query[0].min()) > -1e9
+    with ssb.open(stream) as bs:
+        (qfr,) = decode_groups(bs, codec, frames=[0], classes=[1], masks=True)
+    assert torch.equal(query[0], compose(qfr, layout=LAYOUT))  # trained for whole frames only
+    # a fusion trained for queries too also serves them, on the groups alone
+    both = GroupFusion(32, 8, modes=("whole", "query"))
+    with torch.no_grad():
+        both.net[-1].bias.fill_(0.25)
+    q_in = fusion_inputs(qfr, LAYOUT)
+    assert torch.equal(q_in[0], q_in[2]) and not q_in[1].any()
+    with ssb.open(stream) as bs:
+        fused_q = next(decode_grouped_features(bs, codec, frames=[0], classes=[1], fusion=both)).features["split"]
+    assert torch.allclose(fused_q, compose(qfr, layout=LAYOUT) + 0.25)
 
 
 def test_fusion_weights_are_bound_to_the_codec_weights(tmp_path, codec):
@@ -596,3 +607,23 @@ def test_background_at_its_own_level(codec, front, image, labels, stream):
     with ssb.open(buf.getvalue()) as bs:
         (fr,) = decode_groups(bs, codec, masks=True)
     assert fr.background is not None and len(fr.groups) == 2
+
+
+@pytest.mark.teacher
+@pytest.mark.media
+def test_shipped_fusion_brings_a_real_frame_closer_to_the_teacher(real):
+    """On a held-out frame, the shipped fusion's features are nearer the teacher's whole-frame features."""
+    from ssb.codec.fusion import default_fusion_weights, load_group_fusion
+    from ssb.codec.groups import fuse
+
+    if not default_fusion_weights().is_file():
+        pytest.skip("no shipped fusion weights (python -m ssb.recipes.train_fusion)")
+    models, _, item, _, _, data, _ = real
+    fusion = load_group_fusion(models.codec)
+    with torch.no_grad():
+        target = models.front(preprocess([item.image]))
+    with ssb.open(data) as bs:
+        (fr,) = decode_groups(bs, models.codec, masks=True)
+    plain = float((compose(fr) - target).pow(2).mean())
+    fused = float((fuse(fr, fusion) - target).pow(2).mean())
+    assert fused < 0.9 * plain
