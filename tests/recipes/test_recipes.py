@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from ssb.recipes import data
 from ssb.recipes.cache import augment
@@ -95,3 +96,28 @@ def test_bd_rate_of_disjoint_curves_is_nan_with_a_reason():
     ssb_pts = _curve("ssb", [0.01, 0.02], [60.0, 70.0])
     bd = bd_rates(ssb_pts + _curve("avif-input", [0.1, 0.2], [10.0, 20.0]))
     assert math.isnan(bd["avif-input"]["bd_rate_mAP"]) and "overlap" in bd["avif-input"]["why_mAP"]
+
+
+@pytest.mark.teacher
+@pytest.mark.media
+def test_fusion_recipe_tiny_run(tmp_path, monkeypatch):
+    """Two real training frames, two steps: data built and cached, a loadable checkpoint bound to the codec."""
+    from ssb.codec.fusion import load_group_fusion
+    from ssb.codec.zoo import load_codec
+    from ssb.errors import MissingDependencyError
+    from ssb.recipes.train_fusion import FusionTrainConfig, train_fusion
+
+    monkeypatch.setenv("SSB_CACHE", str(tmp_path / "cache"))
+    cfg = FusionTrainConfig(iterations=2, batch_size=2, first_frame=30, last_frame=33, frame_step=3, width=8)
+    try:
+        out = train_fusion(cfg, tmp_path / "fusion.pt", progress=False)
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
+    cached = list((tmp_path / "cache").glob("fusion-data-*.pt"))
+    assert len(cached) == 1
+    data = torch.load(cached[0], weights_only=True)
+    assert data["inputs"].shape[0] == 2 and data["inputs"].shape[1] == 3 * 32 + 1
+    assert data["split"].shape[1:] == (32, 38, 38) and data["logits"].shape[-1] == 91
+    assert all(0 <= lv < 6 for lv in data["levels"].tolist())
+    model = load_group_fusion(load_codec(), out)
+    assert model.modes == ("whole", "query") and model.width == 8
