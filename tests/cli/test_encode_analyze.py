@@ -219,3 +219,8 @@ def test_background_quality_needs_groups_and_a_real_level(vtest, tmp_path, capsy
     assert "level" in _refused(capsys, "encode", tmp_path / "in.png", "--groups", "auto", "--background-quality",
                                "9", "-o", out)
     assert not out.exists()
+
+
+def test_task_eval_refuses_unknown_codecs_and_qualities(capsys, tmp_path):
+    assert "--codecs" in _refused(capsys, "eval", "--task", "pose", "--codecs", "jpeg,bmp", "-o", tmp_path)
+    assert "--qualities" in _refused(capsys, "eval", "--task", "segmentation", "--qualities", "5,x", "-o", tmp_path)
