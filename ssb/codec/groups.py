@@ -3,13 +3,14 @@
 A *grouped* stream codes each frame as independent parts instead of one ``BASE`` unit:
 
 * one ``BACKGROUND`` unit (index: ``group_id`` 0): the split features of the frame with every
-  object's pixels filled from the background's (:mod:`ssb.codec.fill`), over the full split grid;
+  object's pixels filled (``layout.background_fill``, grey by default; :mod:`ssb.codec.fill`),
+  over the full split grid;
 * per group ``g`` (one per object instance; index: ``group_id`` g, ``object_id``, ``class_id``
   when known, ``bbox`` of its mask, ``score``), a ``GROUP_MASK`` unit (its lossless mask,
   :mod:`ssb.codec.mask_coding`) followed by an ``OBJECT`` unit: the split features of a window
   of the grid around the mask, computed from the frame with every pixel OUTSIDE the mask
-  filled from the pixels inside it (``layout.fill``: push-pull interpolation by default, or
-  grey; :mod:`ssb.codec.fill`), coded by the same :class:`~ssb.codec.feature_codec.FeatureCodec` with its
+  filled (``layout.fill``: grey by default, or push-pull interpolation of the pixels inside
+  it; :mod:`ssb.codec.fill`, measured in ``benchmarks/bench_groups.py``), coded by the same :class:`~ssb.codec.feature_codec.FeatureCodec` with its
   own hyperprior strings.
 
 **Group independence (exact).**  Group ``g``'s input is ``fill_outside(frame, mask_g)``: its
@@ -153,7 +154,7 @@ def group_window(box: tuple[int, int, int, int], image_size: tuple[int, int], la
     return r0, c0, max(r1 - r0, 1), max(c1 - c0, 1)
 
 
-def masked_input(image: np.ndarray, keep: np.ndarray, input_size: int, fill: str = "pushpull") -> torch.Tensor:
+def masked_input(image: np.ndarray, keep: np.ndarray, input_size: int, fill: str = "grey") -> torch.Tensor:
     """Teacher input ``[1, 3, S, S]`` of ``image`` with every pixel outside ``keep`` filled from inside it."""
     from ssb.backbones.ssd_mobilenet_v2 import preprocess
 
@@ -482,14 +483,17 @@ def cell_coverage(mask: MaskUnit, image_size: tuple[int, int], layout: GroupLayo
 
 
 def compose(frame: GroupedFrame, *, base: str = "auto", paste: str = "soft", neutral: torch.Tensor | None = None,
-            threshold: float = COVERAGE_THRESHOLD, layout: GroupLayout = GroupLayout()) -> torch.Tensor:
+            threshold: float = COVERAGE_THRESHOLD, layout: GroupLayout = GroupLayout(),
+            coverages: list[torch.Tensor] | None = None) -> torch.Tensor:
     """Split features ``[1, C, gh, gw]`` for the task heads from a frame's decoded parts.
 
     ``base``: ``"background"`` (the decoded background), ``"zeros"`` or ``"neutral"`` (the grey
     response ``neutral``, see :func:`neutral_split`); ``"auto"`` is the background when it was
-    decoded, else zeros (person-only queries on 10 held-out vtest frames, person AP/AP50 against
-    the teacher: zeros 52.6/93.4, neutral 30.4/88.1 with ``paste="soft"``; soft beats
-    ``"window"`` on either base: ``benchmarks/bench_groups.py``).
+    decoded, else zeros (person-only queries on 10 held-out vtest frames at level 3, person
+    AP/AP50 against the teacher: zeros 48.1/92.6, neutral 27.8/82.9 with ``paste="soft"``; zeros
+    41.6/81.0, neutral 45.9/80.1 with ``"window"``: ``benchmarks/bench_groups.py``).
+    ``coverages``: each group's :func:`cell_coverage`, in ``frame.groups`` order, when the caller
+    already has them (computed here otherwise).
     ``paste``, per group, in stream order:
 
     * ``"soft"`` (default): ``canvas = a * group + (1 - a) * canvas`` over the window, with
@@ -513,7 +517,7 @@ def compose(frame: GroupedFrame, *, base: str = "auto", paste: str = "soft", neu
         raise MalformedFieldError(f"unknown composition base {base!r}", field="base")
     if paste not in ("soft", "cells", "window"):
         raise MalformedFieldError(f"unknown paste mode {paste!r}", field="paste")
-    for g in frame.groups:
+    for k, g in enumerate(frame.groups):
         r0, c0 = g.window
         rows, cols = g.features.shape[-2:]
         region = canvas[..., r0 : r0 + rows, c0 : c0 + cols]
@@ -522,7 +526,8 @@ def compose(frame: GroupedFrame, *, base: str = "auto", paste: str = "soft", neu
             continue
         if g.mask is None:
             raise MalformedFieldError(f"group {g.group_id}: paste={paste!r} needs its decoded mask", field="paste")
-        cover = cell_coverage(g.mask, frame.image_size, layout)[r0 : r0 + rows, c0 : c0 + cols]
+        full = coverages[k] if coverages is not None else cell_coverage(g.mask, frame.image_size, layout)
+        cover = full[r0 : r0 + rows, c0 : c0 + cols]
         if paste == "cells":
             region.copy_(torch.where(cover > threshold, g.features, region))
         else:
@@ -535,18 +540,17 @@ def fusion_inputs(frame: GroupedFrame, layout: GroupLayout = GroupLayout()) -> t
     """``(pasted, background, groups, coverage)`` of a decoded frame, the inputs of
     :class:`~ssb.codec.fusion.GroupFusion` (needs every decoded group's mask).  Without a
     decoded background (a class query) ``pasted`` is ``groups`` and ``background`` zeros."""
-    alone = GroupedFrame(frame.frame_index, frame.image_size, frame.grid, frame.channels, frame.level, None,
-                         frame.groups)
-    groups = compose(alone, base="zeros", layout=layout)
-    coverage = torch.zeros(1, 1, *frame.grid)
     for g in frame.groups:
         if g.mask is None:
             raise MalformedFieldError(f"group {g.group_id}: fusion needs its decoded mask", field="masks")
-        coverage[0, 0] += cell_coverage(g.mask, frame.image_size, layout)
+    covers = [cell_coverage(g.mask, frame.image_size, layout) for g in frame.groups]
+    alone = GroupedFrame(frame.frame_index, frame.image_size, frame.grid, frame.channels, frame.level, None,
+                         frame.groups)
+    groups = compose(alone, base="zeros", layout=layout, coverages=covers)
+    coverage = sum(covers, torch.zeros(frame.grid)).clamp_(max=1.0)[None, None]
     if frame.background is None:
-        return groups, torch.zeros_like(groups), groups, coverage.clamp_(max=1.0)
-    pasted = compose(frame, base="background", layout=layout)
-    return pasted, frame.background, groups, coverage.clamp_(max=1.0)
+        return groups, torch.zeros_like(groups), groups, coverage
+    return compose(frame, base="background", layout=layout, coverages=covers), frame.background, groups, coverage
 
 
 def fuse(frame: GroupedFrame, fusion, layout: GroupLayout = GroupLayout()) -> torch.Tensor:

@@ -6,6 +6,7 @@ file (``ssb info`` prints it).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from typing import Any
 
@@ -126,14 +127,7 @@ def summarize(bs: Bitstream, *, boxes: bool = True) -> dict[str, Any]:
         "version": f"{bs.version[0]}.{bs.version[1]}",
         "size": bs.size,
         "complete": bs.complete,
-        "header": {
-            "width": h.width,
-            "height": h.height,
-            "fps_num": h.fps_num,
-            "fps_den": h.fps_den,
-            "codec": h.codec,
-            "metadata": h.metadata,
-        },
+        "header": dataclasses.asdict(h),
         "totals": {
             "frames": len(bs.frames),
             "units": len(bs.units),

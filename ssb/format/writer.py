@@ -17,6 +17,7 @@ and every complete fragment appended since, readable.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import io
 import operator
 import os
@@ -373,14 +374,7 @@ def _pack_sequence_header(h: SequenceHeader, limits: Limits) -> bytes:
     if not isinstance(h, SequenceHeader):
         raise TypeError(f"header must be a SequenceHeader, got {type(h).__name__}")
     return SEQUENCE_HEADER.pack(
-        {
-            "width": h.width,
-            "height": h.height,
-            "fps_num": h.fps_num,
-            "fps_den": h.fps_den,
-            "codec": h.codec,
-            "metadata": h.metadata,
-        },
+        dataclasses.asdict(h),
         path="sequence_header",
         limits=limits,
     )

@@ -56,6 +56,10 @@ class TrainConfig:
     codec: FeatureCodecConfig = field(default_factory=FeatureCodecConfig)
 
 
+#: pixels of the teacher input (300x300) the rate term counts bits over
+TEACHER_PIXELS = 300 * 300
+
+
 def rate_bpp(likelihoods: dict, num_pixels: int) -> torch.Tensor:
     """Bits per pixel of each sample from the likelihood tensors."""
     bits = sum(-torch.log2(lik).flatten(1).sum(1) for lik in likelihoods.values())
@@ -104,7 +108,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, targets: TeacherTargets | None = N
     opt = torch.optim.Adam(codec.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     n = len(targets)
-    num_pixels = 300 * 300
+    num_pixels = TEACHER_PIXELS
     total = cfg.warmup_iters + cfg.distill_iters + cfg.hard_iters
     log, t0 = [], time.time()
     it = range(total)

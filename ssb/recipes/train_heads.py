@@ -41,10 +41,7 @@ from torch import nn
 
 from ssb.errors import MalformedFieldError
 from ssb.recipes.task_data import TaskTargets, build_task_targets
-from ssb.recipes.train import rate_bpp
-
-#: pixels of the teacher input the rate is counted over (as in the codec recipe)
-TEACHER_PIXELS = 300 * 300
+from ssb.recipes.train import TEACHER_PIXELS, rate_bpp
 
 __all__ = ["HeadTrainConfig", "main", "train_head"]
 

@@ -28,7 +28,7 @@ def test_outside_pixels_never_reach_the_output(fill):
 def test_pushpull_extends_a_constant_inside_exactly():
     image, keep = _blob(seed=1)
     image[keep] = (12, 200, 77)
-    out = fill_outside(image, keep)
+    out = fill_outside(image, keep, "pushpull")
     assert np.array_equal(out.reshape(-1, 3), np.tile(np.array([12, 200, 77], np.uint8), (keep.size, 1)))
 
 
@@ -38,7 +38,7 @@ def test_pushpull_is_smooth_where_grey_has_an_edge():
     image[:, :32] = np.linspace(0, 250, 32, dtype=np.uint8)[None, :, None]
     keep = np.zeros((h, w), bool)
     keep[:, :32] = True
-    push = fill_outside(image, keep).astype(int)
+    push = fill_outside(image, keep, "pushpull").astype(int)
     grey = fill_outside(image, keep, "grey").astype(int)
     jump_push = np.abs(push[:, 32] - push[:, 31]).max()
     jump_grey = np.abs(grey[:, 32] - grey[:, 31]).max()
@@ -48,8 +48,8 @@ def test_pushpull_is_smooth_where_grey_has_an_edge():
 
 def test_empty_and_full_masks():
     image, _ = _blob(seed=2)
-    assert (fill_outside(image, np.zeros(image.shape[:2], bool)) == GREY).all()
-    assert np.array_equal(fill_outside(image, np.ones(image.shape[:2], bool)), image)
+    assert (fill_outside(image, np.zeros(image.shape[:2], bool), "pushpull") == GREY).all()
+    assert np.array_equal(fill_outside(image, np.ones(image.shape[:2], bool), "pushpull"), image)
 
 
 def test_unknown_fill_is_refused():
