@@ -35,31 +35,30 @@ def main() -> None:
 
     from ssb.adapters import pixel_codecs
     from ssb.backbones.ssd_mobilenet_v2 import SSDMobileNetV2Front, preprocess
-    from ssb.codec.payload import pack_base, unpack_base
-    from ssb.codec.pixels import load_pixel_synthesis
-    from ssb.codec.zoo import load_codec
+    from ssb.codec import zoo
+    from ssb.codec.payload import pack_features, unpack_features
     from ssb.recipes.data import load_split
     from ssb.tasks import create
 
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
-    codec = load_codec()
+    codec = zoo.load("codec")
     front = SSDMobileNetV2Front(pretrained=True)
     head = create("detection")
-    synth = load_pixel_synthesis(codec)
+    synth = zoo.load("pixels", behind=codec.identity.id)
     samples = [s for s in load_split("val", with_photos=False)][: args.frames]
-    levels = codec.config.num_levels
+    ctx = {"levels": codec.config.num_levels, "grid": (38, 38)}
 
     prepared = []
     for s in samples:
         split = front(preprocess([s.image]))
-        base = pack_base(codec.compress(split, args.level)[0])
+        base = pack_features(codec.compress(split, args.level)[0])
         jpeg = pixel_codecs.encode("jpeg", cv2.resize(s.image, (300, 300), interpolation=cv2.INTER_LINEAR),
                                    args.jpeg_quality)
         prepared.append((s.image.shape[:2], base, jpeg))
 
     def ssb_path(size, base, jpeg):
-        feats = codec.decompress(unpack_base(base, num_levels=levels))
+        feats = codec.decompress(unpack_features(base, ctx=ctx))
         return head(feats, image_sizes=[size])
 
     def jpeg_path(size, base, jpeg):
@@ -67,7 +66,7 @@ def main() -> None:
         return head(front(preprocess([img])), image_sizes=[size])
 
     def pixels_path(size, base, jpeg):
-        feats = codec.decompress(unpack_base(base, num_levels=levels))
+        feats = codec.decompress(unpack_features(base, ctx=ctx))
         rgb = synth(feats)[0, :, :300, :300].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).contiguous()
         return head(front(preprocess([rgb.numpy()])), image_sizes=[size])
 

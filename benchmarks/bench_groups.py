@@ -4,7 +4,7 @@ Frames: ``--frames`` held-out frames of vtest.avi evenly spread over 620..794, g
 automatically (teacher detections with score >= 0.5, masked by MOG2 background subtraction warmed
 up on the 100 frames before the first one).  Reference ("ground truth"): the teacher on the
 ORIGINAL pixels, detections with score >= 0.5; candidates are scored with COCO AP@[.5:.95] and
-AP50 (pycocotools, :class:`ssb.adapters.coco.COCOEvaluator`).
+AP50 (pycocotools, :class:`ssb.adapters.evaluation.COCOEvaluator`).
 
 Reported:
 
@@ -66,8 +66,8 @@ def _frames(n: int, warmup: int = 100):
 
 
 def _score(gt, preds, sizes) -> tuple[float, float]:
-    from ssb.adapters.coco import COCOEvaluator
-    from ssb.tasks.coco_names import COCO_CATEGORIES
+    from ssb.adapters.evaluation import COCOEvaluator
+    from ssb.format.labels import COCO_CATEGORIES
 
     ev = COCOEvaluator("bbox", categories=COCO_CATEGORIES, score_thresh=0.5)
     ev.process([{"image_id": k, "height": h, "width": w, "instances": g} for k, ((h, w), g) in
@@ -121,7 +121,7 @@ def main() -> None:
     from ssb.format import UnitType
     from ssb.pipeline import analyze, load_models
     from ssb.tasks import create
-    from ssb.tasks.coco_names import COCO_CATEGORIES
+    from ssb.format.labels import COCO_CATEGORIES
 
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)

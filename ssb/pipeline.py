@@ -3,8 +3,12 @@
 >>> stats = ssb.pipeline.encode("frame.png", "frame.ssb", quality=3)          # doctest: +SKIP
 >>> result = ssb.pipeline.analyze("frame.ssb", tasks=["detection"])            # doctest: +SKIP
 >>> result.frames[0].predictions["detection"]["boxes"]                         # doctest: +SKIP
+>>> for fr in ssb.pipeline.iter_analyze("clip.ssb", tasks=["detection"]):     # doctest: +SKIP
+...     ...                                                                    # one frame at a time
 
-Features are decoded once per frame and shared by every requested head.
+Both directions stream: frames are read, coded and written one at a time, and results come out
+frame by frame.  The codec of a stream is found from its header (:mod:`ssb.codec.registry`);
+features are decoded once per frame and shared by every requested head.
 """
 
 from __future__ import annotations
@@ -18,87 +22,39 @@ import numpy as np
 
 from ssb.errors import MalformedFieldError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg"}
+__all__ = ["Models", "encode", "analyze", "iter_analyze", "FrameResult", "AnalysisResult", "default_codec",
+           "RUNTIMES"]
+
+#: where the float networks of the decoder side run
+RUNTIMES = ("torch", "onnxruntime")
 
 
-@dataclass
 class Models:
-    codec: object
-    front: object = None
-    heads: dict = field(default_factory=dict)
-    #: learned composition of grouped streams (ssb.codec.fusion); "auto": the shipped weights when
-    #: they match the codec, else plain composition; None: plain composition
-    fusion: object = "auto"
+    """The models of a session: the codec zoo's (:class:`~ssb.codec.models.ModelSet`) and task heads.
 
-    def group_fusion(self):
-        """The fusion module to use on grouped streams, or ``None`` (resolves ``"auto"`` once)."""
-        if isinstance(self.fusion, str) and self.fusion == "auto":
-            import warnings
+    ``weights``: codec weights (a zoo id or a checkpoint path) instead of the default;
+    ``overrides``: other kinds' (``{"pixels": PATH}``); ``zoo``: a ready model set (tests, plug-ins);
+    ``heads``: heads to use by task name (created from the registry otherwise).
+    """
 
-            from ssb.codec.fusion import load_group_fusion
-            from ssb.errors import ModelMismatchError
+    def __init__(self, weights=None, *, overrides: dict | None = None, zoo=None, heads: dict | None = None):
+        from ssb.codec.models import ModelSet
 
-            try:
-                self.fusion = load_group_fusion(self.codec, missing_ok=True)
-            except ModelMismatchError as exc:
-                warnings.warn(f"grouped streams composed without the learned fusion: {exc}", stacklevel=2)
-                self.fusion = None
-        return self.fusion
+        self.zoo = zoo if zoo is not None else ModelSet({"codec": weights, **(overrides or {})})
+        self.heads: dict[str, object] = dict(heads or {})
 
+    def head(self, name: str, **options):
+        """Head ``name``, created once (later options are ignored once it exists)."""
+        if name not in self.heads:
+            from ssb.tasks import create
 
-def load_models(weights: str | Path | None = None, *, front: bool = False, tasks: Sequence[str] = ()) -> Models:
-    """The reference codec (shipped weights unless ``weights``), optionally the teacher front and heads."""
-    from ssb.codec.zoo import load_codec
-    from ssb.tasks import create
+            self.heads[name] = create(name, **options)
+        return self.heads[name]
 
-    codec = load_codec(weights)
-    fr = None
-    if front:
-        from ssb.backbones.ssd_mobilenet_v2 import SSDMobileNetV2Front
-
-        fr = SSDMobileNetV2Front(pretrained=True)
-    return Models(codec, fr, {t: create(t) for t in tasks})
-
-
-def read_images(source: str | Path, *, frames: range | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """``(index, RGB uint8)`` from an image file, a folder of images, or a video file."""
-    from ssb._optional import require
-    from ssb.resources import read_video_frames
-
-    p = Path(source)
-    if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise MalformedFieldError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {p}", field="input")
-        for i, f in enumerate(files):
-            if frames is None or i in frames:
-                yield i, _read_image(f)
-        return
-    if not p.exists():
-        raise FileNotFoundError(2, "No such file or directory", str(p))
-    if p.suffix.lower() in VIDEO_SUFFIXES:
-        idx = None if frames is None else list(frames)
-        got = read_video_frames(p, idx)
-        if not got:
-            raise MalformedFieldError(f"no frames read from video {p} (frames {frames})", field="input")
-        yield from got
-        return
-    require("PIL", "reading images")
-    yield 0, _read_image(p)
-
-
-def _read_image(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            if im.width * im.height > 64_000_000:
-                raise MalformedFieldError(f"{path} declares {im.width}x{im.height} pixels, over the 64 MP limit",
-                                          field="input.size")
-            return np.asarray(im.convert("RGB"))
-    except UnidentifiedImageError as exc:
-        raise MalformedFieldError(f"{path} is not an image Pillow can read", field="input") from exc
+    def detector(self):
+        """The encoder-side detector for the index: split features -> boxes in frame pixels (the
+        detection head is built on the first call, so an encoder that never calls it needs no teacher)."""
+        return lambda split, sizes: self.head("detection")(split, image_sizes=sizes)
 
 
 def _no_grad(fn):
@@ -115,119 +71,72 @@ def _no_grad(fn):
     return wrapper
 
 
-@_no_grad
-def encode(source, dest, *, quality: int = 3, frames: range | None = None, index_objects: bool = True,
-           weights=None, fps: float = 0.0, models: Models | None = None, groups=None,
-           background_quality: int | None = None):
-    """Encode an image, a folder of images or a video into an SSB file. Returns :class:`EncodeStats`.
-
-    ``groups`` (``"auto"`` or a label-image path) writes a grouped stream instead: see
-    :func:`encode_grouped`, which then returns a :class:`~ssb.codec.groups.GroupEncodeStats`
-    (``background_quality`` applies to grouped streams only).
-    """
+def default_codec(source, *, groups=None) -> str:
+    """The codec a source is coded with by default: grouped when asked, video for a video."""
     if groups is not None:
-        return encode_grouped(source, dest, groups=groups, quality=quality, frames=frames, weights=weights,
-                              fps=fps, models=models, background_quality=background_quality)
-    if background_quality is not None:
-        raise MalformedFieldError("background_quality needs a grouped stream (groups=...)", field="background_quality")
-    from ssb.codec.image import ImageEncoder
-    from ssb.tasks.coco_names import COCO_CATEGORIES
+        return "ssb.grouped"
+    if isinstance(source, (str, Path)):
+        from ssb.codec import registry
+        from ssb.media import probe
 
-    models = models or load_models(weights, front=True, tasks=("detection",) if index_objects else ())
-    if models.front is None:
-        from ssb.backbones.ssd_mobilenet_v2 import SSDMobileNetV2Front
-
-        models.front = SSDMobileNetV2Front(pretrained=True)
-    det = models.heads.get("detection") if index_objects else None
-    objects = (lambda split, sizes: det(split, image_sizes=sizes)) if det is not None else None
-    enc = ImageEncoder(models.codec, models.front, objects=objects, class_names=dict(COCO_CATEGORIES))
-    items = source if not isinstance(source, (str, Path)) else read_images(source, frames=frames)
-    return enc.encode(items, dest, level=quality, fps=fps)
+        if probe(source).kind == "video" and "ssb.video" in registry.list_codecs():
+            return "ssb.video"
+    return "ssb.image"
 
 
-# -- grouped streams (irregular pixel groups, ssb.codec.groups) ---------------------------------------
-#: Frames of background-subtraction history fed before the first encoded frame of a video.
-FOREGROUND_WARMUP = 100
+def _progress(iterable, *, total=None, desc: str = "", enabled: bool = False):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
 
-
-def _video_with_foreground(path: Path, frames: range | None, warmup: int):
-    """``(index, RGB, foreground mask)`` of a video's frames, MOG2 warmed up on the frames before them."""
-    import cv2
-
-    from ssb.codec.group_masks import ForegroundModel
-
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise MalformedFieldError(f"cannot open video {path}", field="input")
-    first = 0 if frames is None else frames.start
-    model, i = ForegroundModel(), 0
-    try:
-        while frames is None or i < frames.stop:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            if i >= first - warmup:
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                fg = model.apply(rgb)
-                if frames is None or i in frames:
-                    yield i, rgb, fg
-            i += 1
-    finally:
-        cap.release()
-
-
-def grouped_inputs(source, *, groups="auto", frames: range | None = None, warmup: int = FOREGROUND_WARMUP):
-    """:class:`~ssb.codec.groups.GroupedInput` items for :func:`encode_grouped`.
-
-    ``groups="auto"``: groups from the encoder-side detector, masked by MOG2 foreground for a
-    video (static camera, ``warmup`` frames of history), by the boxes themselves for images.
-    Otherwise ``groups`` is a label-image path (0 = background, k = group k) used for every frame.
-    """
-    from ssb.codec.group_masks import read_label_image
-    from ssb.codec.groups import GroupedInput
-
-    labels = None if groups == "auto" else read_label_image(groups)
-    p = Path(source)
-    if labels is None and p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES:
-        got = False
-        for index, rgb, fg in _video_with_foreground(p, frames, warmup):
-            got = True
-            yield GroupedInput(index, rgb, foreground=fg)
-        if not got:
-            raise MalformedFieldError(f"no frames read from video {p} (frames {frames})", field="input")
-        return
-    for index, rgb in read_images(source, frames=frames):
-        yield GroupedInput(index, rgb, labels=labels)
+    return tqdm(iterable, total=total, desc=desc, unit="frame", leave=False)
 
 
 @_no_grad
-def encode_grouped(source, dest, *, groups="auto", quality: int = 3, frames: range | None = None, weights=None,
-                   fps: float = 0.0, models: Models | None = None, min_score: float = 0.5,
-                   background_quality: int | None = None):
-    """Encode as a grouped stream: background + one independently decodable group per object.
+def encode(source, dest, *, codec: str | None = None, quality: int = 3, frames: range | None = None,
+           index_objects: bool = True, weights=None, models: Models | None = None, groups=None,
+           progress: bool = False, **options):
+    """Encode an image, a folder of images, a video (or an iterable of frames) into an SSB file.
 
-    ``quality`` codes the groups, ``background_quality`` (default: ``quality``) the background.
-    Returns :class:`~ssb.codec.groups.GroupEncodeStats`.  See :func:`grouped_inputs` for ``groups``.
+    ``codec``: a registered codec id (default: :func:`default_codec`); ``groups`` (``"auto"`` or a
+    label-image path) selects the grouped codec; ``options`` go to the codec's encoder (e.g.
+    ``background_quality`` for grouped streams, ``gop`` for video).  Returns the encoder's
+    :class:`~ssb.codec.base.EncodeStats` (``stream_bytes`` counts the whole file).
     """
-    from ssb.codec.groups import GroupEncoder
-    from ssb.tasks.coco_names import COCO_CATEGORIES
+    import ssb.media as media
+    from ssb.codec import registry
+    from ssb.format import Writer
 
-    models = models or load_models(weights, front=True, tasks=("detection",))
-    if models.front is None:
-        from ssb.backbones.ssd_mobilenet_v2 import SSDMobileNetV2Front
+    name = codec or default_codec(source, groups=groups)
+    spec = registry.resolve(name)
+    models = models or Models(weights)
+    if groups is not None:
+        if groups != "auto":
+            from ssb.codec.group_masks import read_label_image
 
-        models.front = SSDMobileNetV2Front(pretrained=True)
-    det = models.heads.get("detection")
-    if det is None:
-        from ssb.tasks import create
-
-        det = models.heads["detection"] = create("detection")
-    enc = GroupEncoder(models.codec, models.front, objects=lambda split, sizes: det(split, image_sizes=sizes),
-                       class_names=dict(COCO_CATEGORIES), min_score=min_score)
-    items = source if not isinstance(source, (str, Path)) else grouped_inputs(source, groups=groups, frames=frames)
-    if background_quality is not None:
-        models.codec._check_level(background_quality)
-    return enc.encode(items, dest, level=quality, fps=fps, background_level=background_quality)
+            options["labels"] = read_label_image(groups)
+    detector = models.detector() if (index_objects or name == "ssb.grouped") else None
+    enc = spec.encoder(models.zoo, quality=quality, detector=detector, **options)
+    warmup = getattr(enc, "warmup", 0)
+    info = media.probe(source) if isinstance(source, (str, Path)) else None
+    total = len(frames) if frames is not None else (info.count if info else None)
+    it = media.frames(source, frames=frames, warmup=warmup)
+    first = None
+    for frame in it:
+        if frame.info.get("warmup"):
+            enc.observe(frame)
+            continue
+        first = frame
+        break
+    if first is None:
+        raise MalformedFieldError("no frames to encode", field="input")
+    with Writer(dest, enc.header(first)) as writer:
+        enc.encode(writer, first)
+        for frame in _progress(it, total=None if total is None else total - 1, desc="encode", enabled=progress):
+            enc.encode(writer, frame)
+    if isinstance(dest, (str, Path)):
+        enc.stats.stream_bytes = Path(dest).stat().st_size
+    return enc.stats
 
 
 @dataclass
@@ -235,6 +144,7 @@ class FrameResult:
     frame_index: int
     image_size: tuple[int, int]
     predictions: dict[str, dict]
+    pts: int | None = None
 
 
 @dataclass
@@ -247,58 +157,89 @@ class AnalysisResult:
     head_seconds: float
 
 
-@_no_grad
-def analyze(path, *, tasks: Sequence[str] = ("detection",), frames: Iterable[int] | None = None,
-            classes: Iterable[int] | None = None, weights=None, models: Models | None = None,
-            head_options: dict | None = None) -> AnalysisResult:
-    """Run task heads on the decoded features of an SSB file; no pixel reconstruction.
+@dataclass
+class _Counters:
+    bytes_read: int = 0
+    file_size: int = 0
+    decode_seconds: float = 0.0
+    head_seconds: float = 0.0
+    frames: int = 0
+    extra: dict = field(default_factory=dict)
 
-    ``classes`` keeps only predictions of those COCO ids; on a grouped stream it also reads only
-    those classes' group units (no background, no other group), see
-    :func:`ssb.codec.groups.decode_grouped_features`.
+
+def _keep_classes(pred: dict, keep: set[int]) -> dict:
+    if "labels" not in pred:
+        return pred
+    m = np.isin(np.asarray(pred["labels"]), list(keep))
+    return {k: (v[m] if hasattr(v, "shape") and len(v) == len(m) else v) for k, v in pred.items()}
+
+
+@_no_grad
+def iter_analyze(path, *, tasks: Sequence[str] = ("detection",), frames: Iterable[int] | None = None,
+                 classes=None, objects: Iterable[int] | None = None, weights=None, models: Models | None = None,
+                 head_options: dict | None = None, progress: bool = False, runtime: str = "torch",
+                 providers: Sequence[str] | None = None, counters: _Counters | None = None) -> Iterator[FrameResult]:
+    """Run task heads on the decoded features of an SSB stream, yielding one result per frame.
+
+    ``classes`` (ids or names of the stream's label set) keeps only predictions of those classes
+    and, on streams that code objects apart (grouped), reads only their units; ``objects`` (ids,
+    track ids in video) likewise.  Heads and their needs are checked against the stream before
+    anything is decoded (:func:`ssb.tasks.plan.plan_heads`).  ``runtime="onnxruntime"`` runs the
+    float networks (feature synthesis, heads) in ONNX Runtime on ``providers`` (CUDA first when
+    available); entropy decoding stays exact in PyTorch/numpy (:mod:`ssb.adapters.onnx`).
     """
     import ssb
-    from ssb.codec.groups import decode_grouped_features, is_grouped
-    from ssb.codec.image import decode_features
+    from ssb.codec import registry
+    from ssb.tasks.plan import needs_of, plan_heads
 
-    t0 = time.perf_counter()
-    models = models or load_models(weights, tasks=tasks)
-    for t in tasks:
-        if t not in models.heads:
-            from ssb.tasks import create
+    c = counters if counters is not None else _Counters()
+    models = models or Models(weights)
+    if runtime not in RUNTIMES:
+        raise MalformedFieldError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}", field="runtime")
+    if runtime == "onnxruntime":
+        from ssb.adapters.onnx import OrtRuntime
 
-            models.heads[t] = create(t, **(head_options or {}).get(t, {}))
-    for t in tasks:
-        if hasattr(models.heads[t], "check_codec"):
-            models.heads[t].check_codec(models.codec)  # heads trained behind other codec weights are refused
-    # heads that consume detections run after the detection head (when it was asked for)
-    order = sorted(tasks, key=lambda t: t != "detection")
-    keep = None if classes is None else set(int(c) for c in classes)
-    out, t_dec, t_head = [], 0.0, 0.0
+        models = OrtRuntime(providers=providers).wrap_models(models)
     with ssb.open(path) as bs:
-        if is_grouped(bs):
-            it = decode_grouped_features(bs, models.codec, frames=frames, classes=keep, fusion=models.group_fusion())
-        else:
-            it = decode_features(bs, models.codec, frames=frames)
-        while True:
+        c.file_size = bs.size
+        dec = registry.decoder(bs, models.zoo)
+        plan = plan_heads(tasks, options=head_options, heads=models.heads, feature_info=dec.feature_info,
+                          provides=dec.provides, model_id=dec.model_id)
+        for p in plan:
+            p.head = models.heads.setdefault(p.name, p.head)  # (a runtime may store its own version)
+        need = frozenset().union(*(needs_of(p.head) for p in plan))
+        keep = None
+        if classes is not None:
+            from ssb.format.labels import class_id, label_names
+
+            names = label_names(bs.header.metadata)
+            keep = {class_id(x, names) for x in ([classes] if isinstance(classes, (str, int)) else classes)}
+        steps = dec.plan(frames=frames, classes=keep, objects=objects, need=need)
+        for step in _progress(steps, desc="analyze", enabled=progress):
             t1 = time.perf_counter()
-            df = next(it, None)
-            t_dec += time.perf_counter() - t1
-            if df is None:
-                break
+            df = dec.decode(step)
+            c.decode_seconds += time.perf_counter() - t1
+            if not step.output:
+                continue
             t1 = time.perf_counter()
-            preds = {}
-            for name in order:
-                head = models.heads[name]
-                kwargs = {}
-                if "detection" in getattr(head, "consumes", ()) and "detection" in preds:
-                    kwargs["detections"] = [preds["detection"]]  # detect once, share the boxes
-                p = head(df.features, image_sizes=[df.image_size], **kwargs)[0]
-                if keep is not None and "labels" in p:
-                    m = np.isin(p["labels"].numpy(), list(keep))
-                    p = {k: (v[m] if hasattr(v, "shape") and len(v) == len(m) else v) for k, v in p.items()}
-                preds[name] = p
-            t_head += time.perf_counter() - t1
-            out.append(FrameResult(df.frame_index, df.image_size, {t: preds[t] for t in tasks}))
-        read, size = bs.bytes_read, bs.size
-    return AnalysisResult(out, read, size, time.perf_counter() - t0, t_dec, t_head)
+            preds: dict[str, dict] = {}
+            for p in plan:
+                kwargs = {kw: [preds[up]] for up, kw in p.inputs.items()}
+                if needs_of(p.head) == {"motion"}:
+                    kwargs["frame"] = df
+                out = p.head(df.features, image_sizes=[df.image_size], **kwargs)[0]
+                preds[p.name] = _keep_classes(out, keep) if keep is not None else out
+            c.head_seconds += time.perf_counter() - t1
+            c.frames += 1
+            c.bytes_read = bs.bytes_read
+            yield FrameResult(df.frame_index, df.image_size, {p.name: preds[p.name] for p in plan if p.output},
+                              df.pts)
+        c.bytes_read = bs.bytes_read
+
+
+def analyze(path, **kwargs) -> AnalysisResult:
+    """:func:`iter_analyze`, collected: every frame's results and what the analysis cost."""
+    t0 = time.perf_counter()
+    c = _Counters()
+    out = list(iter_analyze(path, counters=c, **kwargs))
+    return AnalysisResult(out, c.bytes_read, c.file_size, time.perf_counter() - t0, c.decode_seconds, c.head_seconds)

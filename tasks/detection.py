@@ -7,7 +7,7 @@ scores classes with a sigmoid and keeps the best boxes with per-class NMS, as th
 ``DetectionOutput`` layer does (IoU 0.6, at most 100 candidates per class, 100 per image).
 
 Boxes are returned in absolute pixel ``x1, y1, x2, y2`` of the original images (clipped to
-them), labels are COCO category ids 1..90 (:mod:`ssb.tasks.coco_names`).
+them), labels are COCO category ids 1..90 (:mod:`ssb.format.labels`).
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from torch import nn
 from ssb.backbones.ssd_mobilenet_v2 import (
     INPUT_SIZE,
     SPLIT_CHANNELS,
-    SPLIT_STRIDE,
     Conv2dSame,
     SSDMobileNetV2Tail,
 )
+from ssb.backbones.features import SSD_MBV2_S8, feature_specs
 from ssb.errors import MalformedFieldError
 from ssb.tasks.anchors import anchor_specs, decode_boxes, multiple_grid_anchors
-from ssb.tasks.coco_names import category_name
+from ssb.format.labels import category_name
 
 __all__ = ["DetectionHead", "BoxPredictor", "NUM_CLASSES", "to_coco_results"]
 
@@ -69,7 +69,7 @@ class DetectionHead(nn.Module):
     """
 
     #: What the head reads from a bitstream: the stride-8 split features, no group masks.
-    required_features = {"split": {"channels": SPLIT_CHANNELS, "stride": SPLIT_STRIDE}}
+    required_features = feature_specs(SSD_MBV2_S8.feature_info)
     needs_group_masks = False
     num_classes = NUM_CLASSES
 

@@ -102,11 +102,10 @@ class PoseHead(RoIHead):
     """Split features -> people with 17 COCO keypoints (see the module docstring).
 
     Keyword configuration: those of :class:`~ssb.tasks.roi.RoIHead` (``weights``,
-    ``pretrained``, ``codec``, ``score_thresh``, ``classes`` (default: person), ``max_objects``).
+    ``pretrained``, ``behind``, ``score_thresh``, ``classes`` (default: person), ``max_objects``).
     """
 
-    model_id = "pose-roi.s8"
-    weights_file = "pose_s8.pt"
+    kind = "pose"
     default_classes = (1,)
     keypoint_names = KEYPOINT_NAMES
     skeleton = SKELETON
@@ -148,3 +147,8 @@ class PoseHead(RoIHead):
             out.append({"keypoints": kps[start : start + n], "keypoints_scores": conf[start : start + n]})
             start += n
         return out
+
+
+def build_net(config: dict) -> nn.Module:
+    """The per-RoI net from a checkpoint's config (the zoo's builder for ``pose`` models)."""
+    return KeypointNet(**{**DEFAULT_CONFIG, **config})

@@ -5,37 +5,33 @@ head on the same decoded features, from the caller, or from the pipeline's detec
 maps them to the teacher's ``300 x 300`` input grid the split features live on, pools each box
 with :func:`torchvision.ops.roi_align` and runs a small convolutional net per object.
 
-Weights of a RoI head are trained behind frozen codec weights; the checkpoint records the
-SHA-256 of those codec weights and :func:`load_head_checkpoint` refuses others with
-:class:`~ssb.errors.ModelMismatchError`.
+Weights of a RoI head are trained behind a frozen codec; the checkpoint records that codec's id
+(:mod:`ssb.codec.zoo`), exposed as :attr:`RoIHead.behind`, and the pipeline refuses to run the
+head on features another codec decoded (:class:`~ssb.errors.ModelMismatchError`).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
 
 from ssb.backbones.ssd_mobilenet_v2 import INPUT_SIZE, SPLIT_CHANNELS, SPLIT_STRIDE
-from ssb.errors import MalformedFieldError, ModelMismatchError
+from ssb.backbones.features import SSD_MBV2_S8, feature_specs
+from ssb.errors import MalformedFieldError
 
 __all__ = [
     "SPLIT_FEATURES",
     "RoIHead",
-    "codec_weights_sha256",
-    "default_head_weights",
     "expand_boxes",
-    "load_head_checkpoint",
     "rois_in_input",
-    "save_head_checkpoint",
     "split_tensor",
 ]
 
 #: What every RoI head reads from a bitstream: the stride-8 split features, no group masks.
-SPLIT_FEATURES = {"split": {"channels": SPLIT_CHANNELS, "stride": SPLIT_STRIDE}}
+SPLIT_FEATURES = feature_specs(SSD_MBV2_S8.feature_info)
 
 
 def split_tensor(features: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -88,93 +84,23 @@ def conv_block(in_ch: int, out_ch: int, groups: int = 8) -> nn.Sequential:
                          nn.ReLU(inplace=True))
 
 
-# -- weights ------------------------------------------------------------------------------------
-
-
-def default_head_weights(filename: str) -> Path:
-    """``ssb/weights/<filename>`` inside the installed package."""
-    import ssb
-
-    return Path(ssb.__file__).resolve().parent / "weights" / filename
-
-
-def codec_weights_sha256(codec: Any = None) -> str:
-    """SHA-256 of codec weights: a loaded codec (its ``weights_path``), a path, or ``None`` for
-    the weights :func:`ssb.codec.zoo.load_codec` would load by default (``$SSB_WEIGHTS`` or shipped)."""
-    if codec is None:
-        from ssb.codec.zoo import default_weights_path
-
-        path = default_weights_path()
-    elif isinstance(codec, (str, os.PathLike)):
-        path = Path(codec)
-    else:
-        path = getattr(codec, "weights_path", None)
-        if not path:
-            raise ModelMismatchError("this codec has no weights_path: load it with ssb.codec.zoo.load_codec",
-                                     field="codec")
-        path = Path(path)
-    if not path.is_file():
-        raise ModelMismatchError(f"no codec weights at {path}", field="codec_weights")
-    from ssb.resources import file_sha256
-
-    return file_sha256(path.resolve())
-
-
-def save_head_checkpoint(path: str | Path, *, model_id: str, config: dict, state_dict: dict, codec: Any,
-                         meta: dict | None = None) -> Path:
-    """Write a head checkpoint recording the SHA-256 of the codec weights it was trained behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model_id": model_id, "config": dict(config), "codec_sha256": codec_weights_sha256(codec),
-                "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, "meta": dict(meta or {})},
-               str(path) + ".tmp")
-    Path(str(path) + ".tmp").replace(path)
-    return path
-
-
-def load_head_checkpoint(path: str | Path, *, model_id: str, codec: Any = None) -> dict:
-    """A head checkpoint dict, refusing another model or weights trained behind other codec weights.
-
-    ``codec``: a loaded codec, a codec weights path, or ``None`` (the default codec weights).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelMismatchError(
-            f"no {model_id} weights at {path}: train them with `python -m ssb.recipes.train_heads`",
-            field="weights")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a damaged or foreign file
-        raise ModelMismatchError(f"cannot read head weights {path}: {exc}", field="weights") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("model_id") != model_id:
-        got = ckpt.get("model_id") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ModelMismatchError(f"{path.name} holds {got!r}, expected {model_id!r}", field="weights.model_id")
-    expected, actual = ckpt.get("codec_sha256"), codec_weights_sha256(codec)
-    if expected != actual:
-        raise ModelMismatchError(
-            f"{path.name} was trained behind codec weights {str(expected)[:12]}, but the codec weights in use are "
-            f"{actual[:12]}: retrain the head (python -m ssb.recipes.train_heads) or use matching codec weights",
-            field="weights.codec_sha256")
-    return ckpt
-
-
 # -- the head -----------------------------------------------------------------------------------
 
 
 class RoIHead(nn.Module):
     """Base of the top-down heads: boxes in, one prediction per box out (torchvision-style dicts).
 
-    Subclasses set :attr:`model_id`, :attr:`weights_file`, build ``self.net`` from a config dict
-    in :meth:`build` and implement :meth:`predict`.
+    Subclasses set :attr:`kind` (their zoo kind), build ``self.net`` from a config dict in
+    :meth:`build` and implement :meth:`predict`.
 
     Parameters
     ----------
     weights:
-        Checkpoint path (default ``ssb/weights/<weights_file>``); ``pretrained=False`` leaves
-        the net randomly initialised (tests, training).
-    codec:
-        The codec whose decoded features the head will read (a loaded codec or a weights path;
-        ``None``: the default codec weights); the checkpoint must have been trained behind it.
+        A zoo id or a checkpoint path (default: the zoo's default of :attr:`kind`);
+        ``pretrained=False`` leaves the net randomly initialised (tests, training).
+    behind:
+        The codec id whose decoded features the head will read; a checkpoint trained behind
+        another codec is refused (``None``: checked later, by the pipeline, from :attr:`behind`).
     score_thresh:
         Boxes from the internal detector (and given detections) scoring below this are dropped.
     classes:
@@ -189,13 +115,12 @@ class RoIHead(nn.Module):
     needs_group_masks = False
     #: outputs of other heads this head can take (``forward(..., detections=...)``), so a pipeline
     #: that ran the detection head on the same features can pass its boxes instead of detecting twice
-    consumes = ("detection",)
-    #: set by subclasses
-    model_id = ""
-    weights_file = ""
+    consumes = {"detection": "detections"}
+    #: set by subclasses: the zoo kind of the head's weights
+    kind = ""
     default_classes: tuple[int, ...] | None = None
 
-    def __init__(self, *, weights: str | Path | None = None, pretrained: bool = True, codec: Any = None,
+    def __init__(self, *, weights: str | Path | None = None, pretrained: bool = True, behind: str | None = None,
                  score_thresh: float = 0.5, classes: Sequence[int] | None = None, max_objects: int = 50,
                  config: dict | None = None):
         super().__init__()
@@ -208,19 +133,26 @@ class RoIHead(nn.Module):
         self.max_objects = int(max_objects)
         self._detector = None
         self.meta: dict = {}
+        self.identity = None
         if pretrained:
-            ckpt = load_head_checkpoint(weights or default_head_weights(self.weights_file), model_id=self.model_id,
-                                        codec=codec)
+            from ssb.codec import zoo
+
+            ckpt = zoo.read(self.kind, weights, behind=behind)
             self.config = dict(ckpt["config"])
             self.net = self.build(self.config)
             self.net.load_state_dict(ckpt["state_dict"])
             self.meta = dict(ckpt.get("meta", {}))
-            self.codec_sha256 = ckpt["codec_sha256"]
+            self.identity = ckpt["identity"]
+            self.checkpoint_path = ckpt["path"]
         else:
             self.config = dict(config or {})
             self.net = self.build(self.config)
-            self.codec_sha256 = None
         self.eval()
+
+    @property
+    def behind(self) -> str | None:
+        """The codec id this head's weights were trained behind (``None``: untrained)."""
+        return self.identity.behind if self.identity is not None else None
 
     def build(self, config: dict) -> nn.Module:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -228,13 +160,6 @@ class RoIHead(nn.Module):
     def predict(self, split: torch.Tensor, boxes: list[torch.Tensor], image_sizes: list[tuple[int, int]]
                 ) -> list[dict[str, torch.Tensor]]:  # pragma: no cover - abstract
         raise NotImplementedError
-
-    def check_codec(self, codec: Any) -> None:
-        """Raise :class:`ModelMismatchError` unless the head was trained behind ``codec``'s weights."""
-        if self.codec_sha256 is not None and codec_weights_sha256(codec) != self.codec_sha256:
-            raise ModelMismatchError(
-                f"{self.model_id} weights were trained behind codec weights {self.codec_sha256[:12]}, "
-                f"not {codec_weights_sha256(codec)[:12]}", field="weights.codec_sha256")
 
     @property
     def detector(self) -> nn.Module:

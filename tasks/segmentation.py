@@ -55,11 +55,10 @@ class SegmentationHead(RoIHead):
     """Split features -> one mask per detected object (see the module docstring).
 
     Keyword configuration: those of :class:`~ssb.tasks.roi.RoIHead` (``weights``,
-    ``pretrained``, ``codec``, ``score_thresh``, ``classes`` (default: all), ``max_objects``).
+    ``pretrained``, ``behind``, ``score_thresh``, ``classes`` (default: all), ``max_objects``).
     """
 
-    model_id = "mask-roi.s8"
-    weights_file = "seg_s8.pt"
+    kind = "segmentation"
 
     def build(self, config: dict) -> nn.Module:
         cfg = {**DEFAULT_CONFIG, **config}
@@ -83,3 +82,8 @@ class SegmentationHead(RoIHead):
             out.append({"masks": paste_masks(probs[start : start + n], b, size)})
             start += n
         return out
+
+
+def build_net(config: dict) -> nn.Module:
+    """The per-RoI net from a checkpoint's config (the zoo's builder for ``segmentation`` models)."""
+    return MaskNet(**{**DEFAULT_CONFIG, **config})

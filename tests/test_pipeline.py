@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from ssb.errors import MalformedFieldError, MissingDependencyError
-from ssb.pipeline import Models, analyze, encode, read_images
+from ssb.errors import MalformedFieldError
+from ssb.media import frames, probe
+from ssb.pipeline import Models, analyze, encode
 
 PIL_Image = pytest.importorskip("PIL.Image")
 
@@ -41,24 +42,25 @@ def folder(tmp_path) -> tuple[Path, list[np.ndarray]]:
 
 def test_folder_images_in_name_order(folder):
     path, arrays = folder
-    got = list(read_images(path))
-    assert [i for i, _ in got] == [0, 1]
-    for (_, img), want in zip(got, arrays):
-        assert img.dtype == np.uint8 and np.array_equal(img, want)
-    [(index, img)] = list(read_images(path, frames=range(1, 2)))
-    assert index == 1 and np.array_equal(img, arrays[1])
+    got = list(frames(path))
+    assert [f.index for f in got] == [0, 1] and not any(f.video for f in got)
+    for f, want in zip(got, arrays):
+        assert f.image.dtype == np.uint8 and np.array_equal(f.image, want)
+    [one] = list(frames(path, frames=range(1, 2)))
+    assert one.index == 1 and np.array_equal(one.image, arrays[1])
+    assert probe(path).kind == "folder" and probe(path).count == 2
 
 
 def test_single_grayscale_image_becomes_rgb(tmp_path):
     gray = _png(tmp_path / "g.png", np.arange(12 * 10, dtype=np.uint8).reshape(12, 10))
-    [(index, img)] = list(read_images(tmp_path / "g.png"))
-    assert index == 0 and img.shape == (12, 10, 3) and np.array_equal(img[..., 1], gray)
+    [f] = list(frames(tmp_path / "g.png"))
+    assert f.index == 0 and f.image.shape == (12, 10, 3) and np.array_equal(f.image[..., 1], gray)
 
 
 def test_missing_path_names_the_path(tmp_path):
     missing = tmp_path / "nope.png"
     with pytest.raises(FileNotFoundError) as exc:
-        list(read_images(missing))
+        list(frames(missing))
     assert exc.value.filename == str(missing)
 
 
@@ -66,14 +68,14 @@ def test_missing_path_names_the_path(tmp_path):
 def test_non_image_file_is_refused(tmp_path, name):
     (tmp_path / name).write_bytes(b"this is not an image at all")
     with pytest.raises(MalformedFieldError) as exc:
-        list(read_images(tmp_path / name))
-    assert exc.value.field == "input" and name in str(exc.value)
+        list(frames(tmp_path / name))
+    assert exc.value.field.startswith("input") and name in str(exc.value)
 
 
 def test_folder_without_images_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(MalformedFieldError) as exc:
-        list(read_images(tmp_path))
+        list(frames(tmp_path))
     assert exc.value.field == "input"
 
 
@@ -81,22 +83,21 @@ def test_unreadable_video_is_refused(tmp_path):
     pytest.importorskip("cv2")
     (tmp_path / "clip.avi").write_bytes(b"RIFF but not really a video" * 10)
     with pytest.raises(MalformedFieldError):
-        list(read_images(tmp_path / "clip.avi"))
+        list(frames(tmp_path / "clip.avi"))
 
 
 @pytest.mark.media
-def test_video_frame_range():
+def test_video_frames_stream_with_timestamps():
     pytest.importorskip("cv2")
     from ssb.resources import vtest_path
 
-    try:
-        path = vtest_path()
-    except MissingDependencyError as exc:
-        pytest.skip(str(exc))
-    got = list(read_images(path, frames=range(3, 5)))
-    assert [i for i, _ in got] == [3, 4]
-    assert all(img.shape == (576, 768, 3) and img.dtype == np.uint8 for _, img in got)
-    assert not np.array_equal(got[0][1], got[1][1])
+    path = vtest_path()
+    got = list(frames(path, frames=range(3, 5), warmup=2))
+    assert [(f.index, f.info.get("warmup", False)) for f in got] == [(1, True), (2, True), (3, False), (4, False)]
+    assert [f.pts for f in got] == [100_000, 200_000, 300_000, 400_000] and all(f.video for f in got)
+    assert all(f.image.shape == (576, 768, 3) and f.image.dtype == np.uint8 for f in got)
+    assert not np.array_equal(got[2].image, got[3].image)
+    assert probe(path).kind == "video" and probe(path).fps == 10.0
 
 
 # -- encode -> analyze, without the teacher ------------------------------------------------------
@@ -110,16 +111,15 @@ def _probe(features, image_sizes):
              "labels": torch.tensor([1, 3]), "scores": torch.stack([s, 1 - s])}]
 
 
+_probe.required_features = {"split": {"channels": tiny.TINY.in_channels, "stride": 8}}
+
+
 @pytest.fixture()
-def models(monkeypatch):
+def models():
     """Tiny codec, stride-8 convolution front, probe head; one torch thread; no teacher needed."""
-    monkeypatch.setattr("ssb.codec.image.teacher_fingerprint", lambda: "0" * 16)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    with torch.random.fork_rng():
-        torch.manual_seed(3)
-        front = torch.nn.Conv2d(3, tiny.TINY.in_channels, 8, stride=8).eval().requires_grad_(False)
-    yield Models(tiny.tiny_codec(), front, {"probe": _probe})
+    yield Models(zoo=tiny.TinyModels(), heads={"probe": _probe})
     torch.set_num_threads(before)
 
 
@@ -127,7 +127,7 @@ def test_encode_then_analyze_without_pixels(folder, models, tmp_path):
     path, arrays = folder
     out = tmp_path / "out.ssb"
     stats = encode(path, out, quality=1, index_objects=False, models=models)
-    assert stats.frames == 2 and out.stat().st_size > stats.base_bytes > 0
+    assert stats.frames == 2 and stats.stream_bytes == out.stat().st_size > stats.payload_bytes > 0
 
     res = analyze(out, tasks=("probe",), models=models)
     assert [f.frame_index for f in res.frames] == [0, 1]
@@ -135,7 +135,7 @@ def test_encode_then_analyze_without_pixels(folder, models, tmp_path):
     assert res.file_size == out.stat().st_size and 0 < res.bytes_read <= res.file_size
     assert res.seconds >= res.decode_seconds + res.head_seconds - 1e-6
 
-    one = analyze(out, tasks=("probe",), frames=[1], classes=[3], models=models)
+    one = analyze(out, tasks=("probe",), frames=[1], classes=["car"], models=models)
     [frame] = one.frames
     pred = frame.predictions["probe"]
     assert frame.frame_index == 1 and pred["labels"].tolist() == [3] and len(pred["boxes"]) == 1
@@ -148,20 +148,36 @@ def test_encode_refuses_a_quality_the_model_lacks(folder, models, tmp_path_facto
     with pytest.raises(MalformedFieldError) as exc:
         encode(path, out_dir / "out.ssb", quality=tiny.TINY.num_levels, index_objects=False, models=models)
     assert exc.value.field == "level"
-    assert not (out_dir / "out.ssb").exists()  # the target is written atomically (a .part may remain)
+    assert not (out_dir / "out.ssb").exists()  # nothing is written for a refused quality
 
 
-def test_load_models_leaves_autograd_alone(tmp_path, monkeypatch):
+def test_a_head_the_stream_cannot_feed_is_refused_before_decoding(folder, models, tmp_path):
+    from ssb.errors import ModelMismatchError
+
+    path, _ = folder
+    out = tmp_path / "out.ssb"
+    encode(path, out, quality=1, index_objects=False, models=models)
+
+    def wide(features, image_sizes):  # pragma: no cover - never called
+        raise AssertionError("a head refused at planning time ran")
+
+    wide.required_features = {"split": {"channels": 32, "stride": 8}}
+    models.heads["wide"] = wide
+    with pytest.raises(ModelMismatchError) as exc:
+        analyze(out, tasks=("wide",), models=models)
+    assert "8 at 8" in str(exc.value) and exc.value.field == "task[wide].required_features.split"
+
+
+def test_loading_models_leaves_autograd_alone(tmp_path, monkeypatch):
     from ssb.codec import zoo
-    from ssb.pipeline import load_models
     from ssb.recipes.train import save_codec
 
     monkeypatch.setattr(zoo, "teacher_fingerprint", lambda: "0" * 16)
-    save_codec(tiny.tiny_codec(), tmp_path / "tiny.pt")
+    save_codec(tiny.tiny_codec(), tmp_path / "tiny.pt", name="tiny-test.s8", version=1)
     assert torch.is_grad_enabled()
     try:
-        models = load_models(tmp_path / "tiny.pt")
-        assert models.codec.config == tiny.TINY
+        models = Models(tmp_path / "tiny.pt")
+        assert models.zoo.codec().config == tiny.TINY
         assert torch.is_grad_enabled(), "loading models switched autograd off for the caller"
     finally:
         torch.set_grad_enabled(True)

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssb.backbones.features import SSD_MBV2_S8
 from ssb.errors import MalformedFieldError
 
 __all__ = [
@@ -50,8 +51,8 @@ __all__ = [
     "tf_same_padding",
 ]
 
-#: The teacher's square input side, in pixels.
-INPUT_SIZE = 300
+#: The teacher's square input side, in pixels (stated once, in the front's card).
+INPUT_SIZE = SSD_MBV2_S8.input_size
 #: Batch-norm epsilon of every ``FusedBatchNorm`` node in the teacher graph.
 BN_EPS = 1e-3
 #: MobileNetV2 stages (expansion t, output channels c, repeats n, first stride s), depth 1.0.
@@ -66,9 +67,9 @@ MOBILENET_V2_STAGES: tuple[tuple[int, int, int, int], ...] = (
 )
 #: Index of the last block of the front (TF ``expanded_conv_5``, the last stride-8 block).
 SPLIT_BLOCK = 5
-#: Channels and stride of the split features (output of ``expanded_conv_5``).
-SPLIT_CHANNELS = 32
-SPLIT_STRIDE = 8
+#: Channels and stride of the split features (output of ``expanded_conv_5``), from the front's card.
+SPLIT_CHANNELS = SSD_MBV2_S8.feature_info[0].channels
+SPLIT_STRIDE = SSD_MBV2_S8.feature_info[0].reduction
 #: SSD's first feature map is the expansion (1x1 conv + ReLU6) output of ``expanded_conv_13``.
 FEATURE_TAP_BLOCK = 13
 #: Channels of ``Conv_1``, the last MobileNetV2 layer (SSD's second feature map).
@@ -193,13 +194,8 @@ class SSDMobileNetV2Front(_TeacherPart):
     """
 
     state_prefix = "front."
-    #: timm-style description of the stage outputs; the last one is the split point.
-    feature_info = [
-        {"num_chs": 32, "reduction": 2, "module": "stem"},
-        {"num_chs": 16, "reduction": 2, "module": "blocks.0"},
-        {"num_chs": 24, "reduction": 4, "module": "blocks.2"},
-        {"num_chs": SPLIT_CHANNELS, "reduction": SPLIT_STRIDE, "module": f"blocks.{SPLIT_BLOCK}"},
-    ]
+    #: what the front hands on (timm-style): the split features, described by the front's card
+    feature_info = SSD_MBV2_S8.feature_info
     out_channels = SPLIT_CHANNELS
 
     def __init__(self, pretrained: bool = False):

@@ -1,46 +1,61 @@
-"""``ssb analyze FILE.ssb --task detection[,...] [--json OUT] [--classes person]``."""
+"""``ssb analyze FILE.ssb --task detection[,...] [--frames A:B] [--classes person] [--objects ID] [--json OUT]``.
+
+Results are printed and written frame by frame (a COCO results JSON list that is valid after
+every frame), so a late failure keeps what was done.  Exit status 1 when no frame was analysed.
+"""
 
 from __future__ import annotations
 
-import json
 import sys
 
-from ssb.cli._common import class_ids, frame_range
+from ssb.cli._common import ResultsWriter, check_output, frame_range, id_list, name_list, progress_enabled, \
+    unit_interval
+from ssb.errors import SSBError
 
 
 def add_arguments(p) -> None:
-    p.add_argument("file", help="SSB file")
-    p.add_argument("--task", default="detection", help="comma-separated task heads, e.g. detection,pose,segmentation (see ssb.tasks.list())")
+    p.add_argument("file", help="SSB file (a path, an http(s):// URL or any fsspec URL)")
+    p.add_argument("--task", default="detection", type=name_list,
+                   help="comma-separated task heads, e.g. detection,pose,segmentation (see `ssb codecs`)")
     p.add_argument("--frames", type=frame_range, default=None, help="frames A:B or N")
-    p.add_argument("--classes", default=None, help="comma-separated COCO class names or ids to keep")
-    p.add_argument("--score-thresh", type=float, default=None,
+    p.add_argument("--classes", default=None, type=name_list,
+                   help="comma-separated class names or ids of the stream's label set to keep (e.g. person)")
+    p.add_argument("--objects", default=None, type=id_list, help="comma-separated object (track) ids to keep")
+    p.add_argument("--score-thresh", type=unit_interval, default=None,
                    help="score threshold of the detection, pose and segmentation heads")
     p.add_argument("--json", default=None,
                    help="write COCO results JSON here (image_id = frame index; with several tasks, one file "
                         "per task: OUT.<task>.json)")
-    p.add_argument("--weights", default=None, help="codec weights (default: the shipped reference weights)")
+    p.add_argument("--weights", default=None, help="codec weights (default: the model the stream names)")
+    p.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
+                   help="where the feature synthesis and the heads run (onnxruntime: the onnx or gpu extra)")
+    p.add_argument("--providers", default=None, type=name_list,
+                   help="with --runtime onnxruntime: execution providers in order (default: CUDA when present, "
+                        "else CPU)")
 
 
 #: heads whose output is a set of scored boxes (they take --score-thresh)
 BOX_TASKS = ("detection", "pose", "segmentation")
 
 
-def _print_prediction(name: str, pred: dict, category_name) -> None:
+def _print_prediction(name: str, pred: dict, names: dict) -> None:
     """One line per object: class, score, box, and the head's own output in brief."""
-    if "boxes" not in pred:  # a plug-in head with another kind of output
+    if "boxes" not in pred:  # a head with another kind of output
         shapes = ", ".join(f"{k} {tuple(v.shape) if hasattr(v, 'shape') else v!r}" for k, v in pred.items())
         print(f"  {name}: {shapes}")
         return
     kps, masks = pred.get("keypoints"), pred.get("masks")
+    tracks = pred.get("track_ids")
     for j, (box, label, score) in enumerate(zip(pred["boxes"].tolist(), pred["labels"].tolist(),
                                                 pred["scores"].tolist())):
         x0, y0, x1, y1 = box
-        extra = ""
+        extra = f"  track {int(tracks[j])}" if tracks is not None else ""
         if kps is not None:
             extra += f"  {int((kps[j, :, 2] >= 0.3).sum())}/{kps.shape[1]} keypoints"
         if masks is not None:
             extra += f"  mask {int((masks[j] > 0.5).sum())} px"
-        print(f"  {category_name(label):<14} {score:.2f}  [{x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}]{extra}")
+        cls = names.get(int(label), f"id{int(label)}")
+        print(f"  {cls:<14} {score:.2f}  [{x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}]{extra}")
 
 
 def _json_paths(path: str, tasks: list[str]) -> dict[str, str]:
@@ -54,30 +69,65 @@ def _json_paths(path: str, tasks: list[str]) -> dict[str, str]:
     return {t: str(p.with_name(f"{p.stem}.{t}{p.suffix or '.json'}")) for t in box_tasks}
 
 
-def run(args) -> int:
-    from ssb.adapters.coco import to_coco_results
-    from ssb.pipeline import analyze
-    from ssb.tasks.coco_names import category_name
+def validate(args) -> tuple[dict, list]:
+    """Checks needing no model: the tasks exist, the stream opens and holds frames, the classes are
+    in its label set, the output can be written.  Returns (label names, tasks)."""
+    import ssb
+    from ssb.format.labels import class_id, label_names
+    from ssb.tasks import list_tasks
 
-    tasks = [t.strip() for t in args.task.split(",") if t.strip()]
+    tasks = list(dict.fromkeys(args.task))
+    known = list_tasks()
+    unknown = [t for t in tasks if t not in known]
+    if unknown:
+        raise SSBError(f"unknown task {', '.join(unknown)}; available: {', '.join(known)}", field="--task")
+    with ssb.open(args.file) as bs:
+        names = label_names(bs.header.metadata)
+        if not bs.frames:
+            why = f"; {bs.errors[0]}" if bs.errors else ""
+            raise SSBError(f"{args.file} holds no complete frame{why}", field="file")
+        if args.classes is not None:
+            args.classes = [class_id(c, names, "--classes") for c in args.classes]
+    if args.json:
+        for path in _json_paths(args.json, tasks).values():
+            check_output(path, "--json")
+    if args.runtime == "onnxruntime":
+        from ssb._optional import require
+
+        require("onnxruntime", "--runtime onnxruntime")
+    return names, tasks
+
+
+def run(args) -> int:
+    names, tasks = validate(args)
+    from ssb.adapters.coco import to_coco_results
+    from ssb.pipeline import _Counters, iter_analyze
+
     opts = ({t: {"score_thresh": args.score_thresh} for t in tasks if t in BOX_TASKS}
             if args.score_thresh is not None else None)
-    res = analyze(args.file, tasks=tasks, frames=args.frames,
-                  classes=class_ids(args.classes) if args.classes else None, weights=args.weights, head_options=opts)
-    results: dict[str, list] = {t: [] for t in tasks}
-    for fr in res.frames:
-        for name, pred in fr.predictions.items():
-            n = len(pred["scores"]) if "scores" in pred else "?"
-            print(f"frame {fr.frame_index} {name}: {n} object(s)")
-            _print_prediction(name, pred, category_name)
-            if "boxes" in pred and "scores" in pred:
-                results[name] += to_coco_results([pred], [fr.frame_index])
-    print(f"read {res.bytes_read} of {res.file_size} bytes ({100.0 * res.bytes_read / max(res.file_size, 1):.1f}%); "
-          f"decode {res.decode_seconds:.3f} s, heads {res.head_seconds:.3f} s", file=sys.stderr)
-    if args.json:
-        for task, path in _json_paths(args.json, tasks).items():
-            with open(path, "w") as f:
-                json.dump(results[task], f)
-            if len(tasks) > 1:
-                print(f"wrote {task} COCO results to {path}", file=sys.stderr)
+    writers = {t: ResultsWriter(p) for t, p in _json_paths(args.json, tasks).items()} if args.json else {}
+    counters = _Counters()
+    try:
+        for fr in iter_analyze(args.file, tasks=tasks, frames=args.frames, classes=args.classes,
+                               objects=args.objects, weights=args.weights, head_options=opts,
+                               progress=progress_enabled(args), runtime=args.runtime, providers=args.providers,
+                               counters=counters):
+            for name, pred in fr.predictions.items():
+                n = len(pred["scores"]) if "scores" in pred else "?"
+                print(f"frame {fr.frame_index} {name}: {n} object(s)")
+                _print_prediction(name, pred, names)
+                if name in writers and "boxes" in pred and "scores" in pred:
+                    writers[name].extend(to_coco_results([pred], [fr.frame_index]))
+            sys.stdout.flush()
+    finally:
+        for w in writers.values():
+            w.close()
+    share = 100.0 * counters.bytes_read / max(counters.file_size, 1)
+    print(f"read {counters.bytes_read} of {counters.file_size} bytes ({share:.1f}%); decode "
+          f"{counters.decode_seconds:.3f} s, heads {counters.head_seconds:.3f} s", file=sys.stderr)
+    for task, w in writers.items():
+        print(f"wrote {w.count} {task} result(s) to {w.path}", file=sys.stderr)
+    if counters.frames == 0:
+        print(f"ssb analyze: no frame of {args.file} matched the query (frames {args.frames})", file=sys.stderr)
+        return 1
     return 0

@@ -1,17 +1,23 @@
-"""``ssb encode IMAGE|DIR|VIDEO -o OUT.ssb [--quality Q] [--frames A:B] [--groups auto|MASKS.png [--background-quality Q]]``."""
+"""``ssb encode IMAGE|DIR|VIDEO -o OUT.ssb [-q Q] [--codec C] [--gop N] [--frames A:B] [--groups auto|MASKS.png]``."""
 
 from __future__ import annotations
 
-from ssb.cli._common import frame_range
+from ssb.cli._common import check_output, frame_range, progress_enabled
+from ssb.errors import SSBError
 
 
 def add_arguments(p) -> None:
     p.add_argument("input", help="an image, a folder of images, or a video file")
     p.add_argument("-o", "--output", required=True, help="SSB file to write (written atomically)")
     p.add_argument("-q", "--quality", type=int, default=3, help="quality level 0 (fewest bits) .. 5 (default 3)")
+    p.add_argument("--codec", default=None,
+                   help="stream codec (see `ssb codecs`); default: ssb.video for a video, ssb.grouped with --groups, "
+                        "else ssb.image")
+    p.add_argument("--gop", type=int, default=None, metavar="N",
+                   help="video: a key frame every N frames (1: every frame intra-coded, as ssb.image)")
     p.add_argument("--frames", type=frame_range, default=None, help="video frames A:B (B excluded) or N")
     p.add_argument("--no-index-objects", action="store_true",
-                   help="do not run the encoder-side detector that fills the index with objects")
+                   help="do not run the encoder-side detector that describes objects in the index")
     p.add_argument("--weights", default=None, help="codec weights (default: the shipped reference weights)")
     p.add_argument("--groups", default=None, metavar="auto|MASKS.png",
                    help="write a grouped stream: background + one independently decodable group (mask + "
@@ -23,28 +29,55 @@ def add_arguments(p) -> None:
                         "spends the bits on the objects")
 
 
+def validate(args) -> dict:
+    """Every check that needs no model: the input, the output folder, levels, codec and its options."""
+    from ssb.codec import registry, zoo
+    from ssb.media import probe
+    from ssb.pipeline import default_codec
+
+    info = probe(args.input)
+    check_output(args.output, "--output")
+    levels = zoo.card(zoo.DEFAULTS["codec"]).levels if args.weights is None else None
+    for name, q in (("--quality", args.quality), ("--background-quality", args.background_quality)):
+        if q is not None and (q < 0 or (levels is not None and q >= levels)):
+            raise SSBError(f"{name} must be a quality level in 0..{(levels or 256) - 1}, got {q}", field=name)
+    codec = args.codec or default_codec(args.input, groups=args.groups)
+    if codec not in registry.list_codecs():
+        raise SSBError(f"unknown codec {codec!r}; this installation has {', '.join(registry.list_codecs())}",
+                       field="--codec")
+    if args.groups is not None and codec != "ssb.grouped" and args.codec is not None:
+        raise SSBError(f"--groups writes an ssb.grouped stream, not {codec}", field="--groups")
+    options = {}
+    if args.background_quality is not None:
+        if codec != "ssb.grouped":
+            raise SSBError("--background-quality needs --groups", field="--background-quality")
+        options["background_quality"] = args.background_quality
+    if args.gop is not None:
+        if codec != "ssb.video":
+            raise SSBError(f"--gop needs the video codec (ssb.video), not {codec}", field="--gop")
+        if args.gop < 1:
+            raise SSBError(f"--gop must be >= 1, got {args.gop}", field="--gop")
+        options["gop"] = args.gop
+    if codec == "ssb.video" and info.kind != "video":
+        raise SSBError(f"{args.input} is not a video; ssb.video codes clips", field="--codec")
+    if args.groups not in (None, "auto"):
+        from ssb.codec.group_masks import read_label_image
+
+        read_label_image(args.groups)  # refuse a bad label image now, not after the models load
+    return {"codec": codec, **options}
+
+
 def run(args) -> int:
+    options = validate(args)
     from ssb.pipeline import encode
 
-    if args.groups is not None:
-        return _run_grouped(args)
-    if args.background_quality is not None:
-        from ssb.errors import SSBError
-
-        raise SSBError("--background-quality needs --groups", field="--background-quality")
-    stats = encode(args.input, args.output, quality=args.quality, frames=args.frames,
-                   index_objects=not args.no_index_objects, weights=args.weights)
-    print(f"{args.output}: {stats.frames} frame(s), features {stats.base_bytes} bytes "
-          f"({stats.bpp:.4f} bpp of the original pixels), {stats.object_units} indexed object(s)")
-    return 0
-
-
-def _run_grouped(args) -> int:
-    from ssb.pipeline import encode_grouped
-
-    st = encode_grouped(args.input, args.output, groups=args.groups, quality=args.quality, frames=args.frames,
-                        weights=args.weights, background_quality=args.background_quality)
-    print(f"{args.output}: {st.frames} frame(s), {st.groups} group(s); features {st.feature_bytes} bytes "
-          f"(background {st.background_bytes}, groups {st.object_bytes}; {st.bpp:.4f} bpp of the original pixels), "
-          f"masks {st.mask_bytes} bytes ({st.mask_bits_per_pixel:.3f} bits per mask-box pixel)")
+    st = encode(args.input, args.output, quality=args.quality, frames=args.frames, groups=args.groups,
+                index_objects=not args.no_index_objects, weights=args.weights, progress=progress_enabled(args),
+                **options)
+    parts = ", ".join(f"{k} {v}" for k, v in sorted(st.bytes_by_type.items()))
+    line = (f"{args.output}: {st.frames} frame(s), {st.stream_bytes} bytes ({st.bpp:.4f} bits per original pixel, "
+            f"container included; payloads: {parts}), {st.objects} object(s) in the index")
+    if getattr(st, "groups", None) is not None and hasattr(st, "mask_bits_per_pixel"):
+        line += f", {st.groups} group(s), masks {st.mask_bits_per_pixel:.3f} bits per mask-box pixel"
+    print(line)
     return 0

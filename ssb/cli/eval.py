@@ -1,71 +1,81 @@
-"""``ssb eval -o DIR [--task detection|pose|segmentation] [--codecs jpeg,webp,avif]``: rate-accuracy tables.
+"""``ssb eval -o DIR [--task detection,pose,segmentation] [--codecs jpeg,webp,avif]``: rate-accuracy tables.
 
-``--task detection``: mAP against the teacher, BD-rates and plot (:mod:`ssb.recipes.evaluate`);
-``--task pose`` / ``segmentation``: OKS keypoint AP / mask AP against MoveNet / MOG2 per SSB level
-and JPEG at matched bpp (:mod:`ssb.recipes.evaluate_tasks`).
+Every task is measured against its teacher on the original pixels of the held-out frames, all from
+one loop over detectron2-style evaluators (:mod:`ssb.recipes.evaluation`).
 """
 
 from __future__ import annotations
 
+from ssb.cli._common import id_list, name_list
 from ssb.errors import SSBError
 
 
 def add_arguments(p) -> None:
-    p.add_argument("-o", "--output", default="eval", help="folder for rate_accuracy.{csv,json,png}")
-    p.add_argument("--task", default="detection", help="task to evaluate: detection, pose or segmentation")
-    p.add_argument("--codecs", default="jpeg,webp,avif", help="pixel codecs to compare against")
+    p.add_argument("-o", "--output", default="eval", help="folder for rate_accuracy.{csv,json} and plots")
+    p.add_argument("--task", default=["detection"], type=name_list,
+                   help="tasks to evaluate: detection, pose, segmentation (comma-separated)")
+    p.add_argument("--codecs", default="jpeg,webp,avif", help="pixel codecs to compare against ('' for none)")
     p.add_argument("--variants", default="input,full", help="pixel-codec variants: input (300x300), full")
+    p.add_argument("--levels", default=None, type=id_list, help="SSB quality levels (default: all)")
     p.add_argument("--frame-step", type=int, default=None, help="use every Nth held-out frame (default 5)")
     p.add_argument("--weights", default=None, help="codec weights (default: the shipped reference weights)")
     p.add_argument("--head-weights", default=None,
-                   help="pose/segmentation: the head checkpoint (default: ssb/weights/{pose,seg}_s8.pt)")
-    p.add_argument("--qualities", default=None,
-                   help="pose/segmentation: one quality sweep for every codec in --codecs, e.g. 5,10,20 "
-                        "(default: each codec's sweep in ssb.recipes.evaluate_tasks.DEFAULT_PIXEL_SWEEPS)")
+                   help="pose/segmentation: a head checkpoint (default: the zoo's); with several tasks, TASK=PATH,...")
+    p.add_argument("--qualities", default=None, type=id_list,
+                   help="one quality sweep for every pixel codec, e.g. 5,10,20 (default: each codec's sweep)")
+
+
+def _head_weights(text: str | None, tasks: list[str]) -> dict:
+    if not text:
+        return {}
+    if "=" not in text:
+        roi = [t for t in tasks if t != "detection"]
+        if len(roi) != 1:
+            raise SSBError("--head-weights PATH needs exactly one of pose / segmentation; use TASK=PATH,...",
+                           field="--head-weights")
+        return {roi[0]: text}
+    out = {}
+    for item in text.split(","):
+        task, _, path = item.partition("=")
+        out[task.strip()] = path.strip()
+    return out
 
 
 def run(args) -> int:
-    if args.task in ("pose", "segmentation"):
-        return _run_task(args)
-    if args.task != "detection":
-        raise SSBError(f"ssb eval supports --task detection, pose or segmentation, got {args.task!r}", field="--task")
-    from ssb.recipes.evaluate import bd_rates, run_eval
-
-    pts = run_eval(args.output, weights=args.weights, codecs=[c for c in args.codecs.split(",") if c],
-                   variants=[v for v in args.variants.split(",") if v], frame_step=args.frame_step)
-    for method, v in bd_rates(pts).items():
-        print(f"BD-rate of SSB vs {method:>12}: mAP {v['bd_rate_mAP']:+.1f}%  AP50 {v['bd_rate_AP50']:+.1f}%"
-              + (f"  ({v['why_mAP']})" if v["why_mAP"] else ""))
-    print(f"wrote {args.output}/rate_accuracy.csv, .json, .png")
-    return 0
-
-
-def _run_task(args) -> int:
     import math
 
-    from ssb.recipes.evaluate_tasks import DEFAULT_PIXEL_SWEEPS, run_task_eval, summarize
+    from ssb.recipes.evaluation import TASKS
 
+    bad = [t for t in args.task if t not in TASKS]
+    if bad:
+        raise SSBError(f"ssb eval supports --task {', '.join(TASKS)}, got {', '.join(bad)}", field="--task")
     codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
-    unknown = [c for c in codecs if c not in DEFAULT_PIXEL_SWEEPS]
+    from ssb.adapters.pixel_codecs import codec_names
+
+    unknown = [c for c in codecs if c not in codec_names()]
     if unknown:
-        raise SSBError(f"--codecs for pose/segmentation: choose among {', '.join(DEFAULT_PIXEL_SWEEPS)}, "
-                       f"got {', '.join(unknown)}", field="--codecs")
-    try:
-        override = None if args.qualities is None else [int(q) for q in args.qualities.split(",") if q.strip()]
-    except ValueError:
-        raise SSBError(f"--qualities must be comma-separated integers, got {args.qualities!r}",
-                       field="--qualities") from None
-    sweeps = {c: tuple(override) if override is not None else DEFAULT_PIXEL_SWEEPS[c] for c in codecs}
-    pts = run_task_eval(args.task, args.output, weights=args.weights, head_weights=args.head_weights,
-                        frame_step=args.frame_step, pixel_sweeps=sweeps)
-    summary = summarize(pts)
-    for row in summary["matched_bpp"]:
-        pixel = "".join(f"  {c.upper()} {row[f'{c}_AP_at_bpp']:.1f}" for c in codecs
-                        if not math.isnan(row[f"{c}_AP_at_bpp"]))
-        print(f"level {row['level']}: bpp {row['bpp']:.4f}  AP {row['ssb_AP']:.1f}  AP50 {row['ssb_AP50']:.1f}"
-              + (f"  | AP at that bpp:{pixel}" if pixel else ""))
-    for c in codecs:
-        (v, why), (v50, _) = summary[f"bd_rate_vs_{c}_AP"], summary[f"bd_rate_vs_{c}_AP50"]
-        print(f"BD-rate of SSB vs {c.upper()}: AP {v:+.1f}%  AP50 {v50:+.1f}%" + (f"  ({why})" if why else ""))
-    print(f"wrote {args.output}/{args.task}_rate_accuracy.csv, .json")
+        raise SSBError(f"--codecs: choose among {', '.join(codec_names())}, got {', '.join(unknown)}", field="--codecs")
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if set(variants) - {"input", "full"}:
+        raise SSBError(f"--variants: input and/or full, got {args.variants!r}", field="--variants")
+    if args.frame_step is not None and args.frame_step < 1:
+        raise SSBError("--frame-step must be >= 1", field="--frame-step")
+    heads = _head_weights(args.head_weights, args.task)
+    from ssb.recipes.evaluation import run_eval, summarize
+
+    pts = run_eval(args.output, tasks=args.task, weights=args.weights, head_weights=heads, levels=args.levels,
+                   codecs=codecs, variants=variants, frame_step=args.frame_step, qualities=args.qualities,
+                   progress=not args.quiet)
+    for task in args.task:
+        s = summarize(pts, task)
+        for method, v in s["bd_rate"].items():
+            why = f"  ({v['why_AP']})" if v["why_AP"] else ""
+            print(f"{task}: BD-rate of SSB vs {method:>12}: AP {v['bd_rate_AP']:+.1f}%  AP50 "
+                  f"{v['bd_rate_AP50']:+.1f}%{why}")
+        for row in s["matched_bpp"]:
+            pixel = "".join(f"  {k[:-10]} {v:.1f}" for k, v in row.items()
+                            if k.endswith("_AP_at_bpp") and not math.isnan(v))
+            print(f"{task}: level {row['level']} bpp {row['bpp']:.4f} AP {row['ssb_AP']:.1f} AP50 "
+                  f"{row['ssb_AP50']:.1f}" + (f" | pixel codecs' AP at that bpp:{pixel}" if pixel else ""))
+    print(f"wrote {args.output}/rate_accuracy.csv, .json and plots")
     return 0

@@ -60,6 +60,8 @@ def _text(report: dict, path: str, max_frames: int | None) -> str:
         )
         for fr in shown:
             types = " ".join(f"{k}:{v['units']}" for k, v in fr["types"].items())
+            if fr.get("refs"):
+                types += " <- " + ",".join(map(str, fr["refs"]))
             classes = " ".join(f"{k}:{n}" for k, n in fr["classes"].items())
             pts = "-" if fr["pts"] is None else str(fr["pts"])
             lines.append(
@@ -69,6 +71,14 @@ def _text(report: dict, path: str, max_frames: int | None) -> str:
             )
         if len(shown) < len(frames):
             lines.append(f"  ... {len(frames) - len(shown)} more frames (--max-frames)")
+    gops = report.get("gops") or []
+    if any(g["frames"] > 1 for g in gops):
+        sizes = [g["frames"] for g in gops]
+        key = sum(g["key_bytes"] for g in gops)
+        total = sum(g["bytes"] for g in gops)
+        lines.append(f"dependencies: {len(gops)} group(s) of pictures of {min(sizes)}..{max(sizes)} frames, key frames "
+                     f"{_size(key)} ({100 * key / max(total, 1):.1f}% of the frames' bytes); a frame decodes from its "
+                     "key frame and the frames between")
     if report["classes"]:
         lines.append("objects by class (from the index, no decoding):")
         for cid, c in report["classes"].items():
@@ -83,6 +93,15 @@ def _text(report: dict, path: str, max_frames: int | None) -> str:
                 f"  {c['name']} (class {cid}): {c['detections']} detections in {c['frames']} frames, "
                 f"{c['tracks']} object ids{box}{score}"
             )
+    tracks = report.get("tracks")
+    if tracks:
+        lines.append(f"tracks (from the index): {len(tracks)}")
+        for t in tracks[:max_frames or 20]:
+            path = " ".join(f"{f}:({x:.0f},{y:.0f})" for f, x, y in t["path"])
+            lines.append(f"  track {t['id']:>5} {t['class'] or t['class_id']}: frames {t['first']}..{t['last']} "
+                         f"({t['frames']} seen)  {path}")
+        if len(tracks) > (max_frames or 20):
+            lines.append(f"  ... {len(tracks) - (max_frames or 20)} more tracks")
     for err in report["errors"]:
         lines.append(f"warning: {err}")
     for err in report.get("verify_errors", []):
@@ -91,6 +110,8 @@ def _text(report: dict, path: str, max_frames: int | None) -> str:
         f"read {report['bytes_read']} of {report['size']} bytes "
         f"({100 * report['bytes_read_fraction']:.2f}%)"
         + ("" if report.get("verified") else ": headers and indexes only")
+        + (f"; transferred {report['transferred']} bytes in {report['requests']} request(s)"
+           if "transferred" in report else "")
     )
     return "\n".join(lines)
 
@@ -101,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
 
     with ssb_open(args.file) as bs:
         report = summarize(bs, boxes=args.json)
+        src = bs._src
+        if hasattr(src, "bytes_transferred"):  # a remote source: what went over the network
+            report["transferred"], report["requests"] = src.bytes_transferred, src.requests
         if args.verify:
             report["verified"] = True
             report["verify_errors"] = [str(e) for e in bs.check()]

@@ -34,11 +34,11 @@ def run(args) -> int:
                       hard_iters=args.hard_iters, batch_size=args.batch_size, seed=args.seed, lr=args.lr,
                       quant=args.quant, threads=args.threads)
     if args.pixels:
-        from ssb.codec.zoo import load_codec
+        from ssb.codec import zoo
         from ssb.recipes.train_pixels import train_pixels
 
         torch_threads(args.threads)
-        path = train_pixels(cfg, load_codec(args.codec_weights), args.output, iterations=args.pixel_iters,
+        path = train_pixels(cfg, zoo.load("codec", args.codec_weights), args.output, iterations=args.pixel_iters,
                             batch_size=args.batch_size, progress=not args.no_progress)
         print(f"wrote {path}")
         return 0

@@ -28,7 +28,7 @@ from ssb.codec import transforms as T
 from ssb.entropy import EntropyBottleneck, GaussianConditional
 from ssb.errors import MalformedFieldError
 
-__all__ = ["FeatureCodec", "FeatureCodecConfig", "CompressedFeatures", "latent_sizes"]
+__all__ = ["FeatureCodec", "FeatureCodecConfig", "CompressedFeatures", "latent_sizes", "build"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,13 @@ class FeatureCodecConfig:
     def __post_init__(self):
         if len(self.lambdas) != self.num_levels:
             raise MalformedFieldError("one lambda per level is required", field="lambdas")
+
+
+def build(config: dict) -> "FeatureCodec":
+    """A codec from a checkpoint's config (the zoo's builder)."""
+    cfg = dict(config)
+    cfg["lambdas"] = tuple(cfg.get("lambdas", FeatureCodecConfig.lambdas))
+    return FeatureCodec(FeatureCodecConfig(**cfg))
 
 
 def latent_sizes(out_hw: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -145,33 +152,46 @@ class FeatureCodec(nn.Module):
 
     @torch.no_grad()
     def compress(self, x: torch.Tensor, level: int) -> list[CompressedFeatures]:
-        lv = self._check_level(level)
-        gain = self._gain(lv, x.shape[0])
-        y = self.g_a(x) * gain
-        z = self.h_a(y)
-        out = []
-        for i in range(x.shape[0]):
-            zi = z[i : i + 1]
-            z_str = self.entropy_bottleneck.compress(zi)
-            z_hat = self.entropy_bottleneck.decompress(z_str, tuple(zi.shape))
-            idx = self.gaussian_conditional.build_indexes(self.h_s.scale_codes(z_hat, y.shape[-2:]))
-            y_str = self.gaussian_conditional.compress(y[i : i + 1], idx)
-            out.append(
-                CompressedFeatures(
-                    y=y_str, z=z_str, level=int(level), latent_hw=tuple(y.shape[-2:]), hyper_hw=tuple(z.shape[-2:]),
-                    out_hw=tuple(x.shape[-2:]),
-                )
-            )
-        return out
+        y = self.analyze_latent(x, level)
+        return [self.code_latent(y[i : i + 1], level, tuple(x.shape[-2:]))[0] for i in range(x.shape[0])]
 
     @torch.no_grad()
     def decompress(self, item: CompressedFeatures) -> torch.Tensor:
         """Split features ``[1, C, h, w]`` from one :class:`CompressedFeatures`."""
-        lv = self._check_level(item.level)
+        return self.synthesize(self.decode_latent(item), item.level, item.out_hw)
+
+    # -- the latent, for predictive (video) coding -----------------------------------------
+    @torch.no_grad()
+    def analyze_latent(self, x: torch.Tensor, level) -> torch.Tensor:
+        """The gained latent ``g_a(x) * gain`` (float) that ``code_latent`` quantizes and codes."""
+        return self.g_a(x) * self._gain(self._check_level(level), x.shape[0])
+
+    @torch.no_grad()
+    def code_latent(self, y: torch.Tensor, level: int, out_hw: tuple[int, int]
+                    ) -> tuple[CompressedFeatures, torch.Tensor]:
+        """Intra-code one gained latent ``[1, latent, h, w]``; returns the item and the decoder's latent
+        (its integers, exactly what :meth:`decode_latent` will return: the closed-loop reference)."""
+        z = self.h_a(y)
+        z_str = self.entropy_bottleneck.compress(z)
+        z_hat = self.entropy_bottleneck.decompress(z_str, tuple(z.shape))
+        idx = self.gaussian_conditional.build_indexes(self.h_s.scale_codes(z_hat, y.shape[-2:]))
+        y_str = self.gaussian_conditional.compress(y, idx)
+        item = CompressedFeatures(y=y_str, z=z_str, level=int(level), latent_hw=tuple(y.shape[-2:]),
+                                  hyper_hw=tuple(z.shape[-2:]), out_hw=tuple(out_hw))
+        return item, torch.round(y)
+
+    @torch.no_grad()
+    def decode_latent(self, item: CompressedFeatures) -> torch.Tensor:
+        """The integer latent ``[1, latent, h, w]`` (float dtype) of one item: exact on every machine."""
+        self._check_level(item.level)
         self.check_geometry(item)
         c = self.config
         z_hat = self.entropy_bottleneck.decompress(item.z, (1, c.hyper, *item.hyper_hw))
         idx = self.gaussian_conditional.build_indexes(self.h_s.scale_codes(z_hat, item.latent_hw))
-        y_hat = self.gaussian_conditional.decompress(item.y, idx)
-        gain = self._gain(lv, 1)
-        return self._synthesize(y_hat.to(gain.dtype) / gain, item.out_hw)
+        return self.gaussian_conditional.decompress(item.y, idx)
+
+    @torch.no_grad()
+    def synthesize(self, y_hat: torch.Tensor, level: int, out_hw: tuple[int, int]) -> torch.Tensor:
+        """Split features ``[1, C, *out_hw]`` from a decoded integer latent at quality ``level``."""
+        gain = self._gain(self._check_level(level), y_hat.shape[0])
+        return self._synthesize(y_hat.to(gain.dtype) / gain, out_hw)

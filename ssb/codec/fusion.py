@@ -13,25 +13,19 @@ bitstream, and group independence (bits and decoded features of a group depend o
 own pixels) is untouched.  It serves whole-frame decodes and, when trained for them (``modes``),
 class queries, which never read the background.
 
-The weights record the SHA-256 of the feature-codec weights they were trained behind; a
+The checkpoint records the codec it was trained behind (``ssb.codec.zoo``); a
 mismatch is refused (:class:`~ssb.errors.ModelMismatchError`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from ssb.codec.transforms import ResBlock, conv
-from ssb.errors import ModelMismatchError
 
-__all__ = ["FUSION_MODEL_ID", "GroupFusion", "default_fusion_weights", "load_group_fusion"]
-
-FUSION_MODEL_ID = "group-fusion.s8"
-FUSION_WEIGHTS_FILE = "fusion_s8.pt"
-
+__all__ = ["GroupFusion", "build"]
 
 class GroupFusion(nn.Module):
     """``(pasted, background, groups, coverage) -> split features``, a residual over ``pasted``.
@@ -63,35 +57,6 @@ class GroupFusion(nn.Module):
         return pasted + self.net(torch.cat([pasted, background, groups, coverage], dim=1))
 
 
-def default_fusion_weights() -> Path:
-    return Path(__file__).resolve().parent.parent / "weights" / FUSION_WEIGHTS_FILE
-
-
-def load_group_fusion(codec, path=None, *, missing_ok: bool = False) -> GroupFusion | None:
-    """The fusion trained behind ``codec`` (refuses weights made for other codec weights).
-
-    With ``missing_ok``, absent weights give ``None`` (callers then compose without fusion).
-    """
-    from ssb.resources import file_sha256
-
-    path = Path(path) if path else default_fusion_weights()
-    if not path.is_file():
-        if missing_ok:
-            return None
-        raise ModelMismatchError(f"no group-fusion weights at {path}: train them with "
-                                 "`python -m ssb.recipes.train_fusion`", field="fusion_weights")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("model_id") != FUSION_MODEL_ID:
-        raise ModelMismatchError(f"{path} does not hold {FUSION_MODEL_ID} weights", field="fusion_weights.model_id")
-    codec_path = getattr(codec, "weights_path", None)
-    if codec_path is None or file_sha256(codec_path) != ckpt.get("codec_sha256"):
-        raise ModelMismatchError(
-            f"{path} was trained behind codec weights {str(ckpt.get('codec_sha256'))[:12]}, not "
-            f"{file_sha256(codec_path)[:12] if codec_path else 'an unsaved codec'}", field="fusion_weights.codec_sha256")
-    cfg = dict(ckpt["config"])
-    cfg["modes"] = tuple(cfg.get("modes", ("whole",)))
-    model = GroupFusion(**cfg)
-    model.load_state_dict(ckpt["state_dict"])
-    model.eval()
-    model.weights_path = str(path)
-    return model
+def build(config: dict) -> GroupFusion:
+    """A fusion module from a checkpoint's config (the zoo's builder)."""
+    return GroupFusion(**config)

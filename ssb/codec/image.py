@@ -1,146 +1,154 @@
-"""Images in, SSB out, and back to split features: the codec over the container.
+"""``ssb.image``: each frame coded alone as one BASE unit of the shared split features.
 
 The encoder runs the teacher's front on the ORIGINAL pixels, codes the split features into one
-``BASE`` unit per frame and, when given a detector, writes one ``OBJECT`` descriptor unit per
-object it saw (class, box, score: in the index too), so ``ssb info`` can answer "how many
-people, where" from headers alone.  Decoding reads only the ``BASE`` units of the frames asked
-for and returns split features: no pixel is reconstructed on this path.
+``BASE`` unit per frame and, when given a detector, describes each object it saw in the index
+(class, box, score: no unit), so ``ssb info`` can answer "how many people, where" from headers
+alone.  Decoding reads only the ``BASE`` units of the frames asked for and returns split
+features: no pixel is reconstructed on this path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 
-import numpy as np
 import torch
 
-from ssb.codec.payload import pack_base, pack_object, unpack_base
-from ssb.codec.zoo import MODEL_ID, teacher_fingerprint
+from ssb.codec.base import DecodedFrame, StreamDecoder, StreamEncoder, Step, frame_size, index_objects
+from ssb.codec.payload import model_context, pack_features, unpack_features
 from ssb.errors import MalformedFieldError, ModelMismatchError
-from ssb.format import SequenceHeader, UnitType, Writer
+from ssb.format import SequenceHeader, UnitType
 
+__all__ = ["ImageEncoder", "ImageDecoder", "ObjectFn", "stream_header", "codec_of", "size_metadata", "CODEC_ID"]
+
+CODEC_ID = "ssb.image"
 #: Detector hook for the index: (split features [B,C,h,w], [(h, w)]) -> list of {boxes, labels, scores}.
 ObjectFn = Callable[[torch.Tensor, list[tuple[int, int]]], list[dict]]
 
 
-@dataclass
-class EncodeStats:
-    frames: int = 0
-    base_bytes: int = 0
-    object_units: int = 0
-    pixels: int = 0
+def stream_header(codec_id: str, codec, width: int, height: int, fps: float = 0.0, **extra) -> SequenceHeader:
+    """The lean sequence header of a stream coded by ``codec``: the codec id, the model's id and
+    the label set by registered names; nothing a reader can derive from those is repeated."""
+    from fractions import Fraction
 
-    @property
-    def bpp(self) -> float:
-        """Feature bits per ORIGINAL pixel (BASE payloads only)."""
-        return 8.0 * self.base_bytes / max(self.pixels, 1)
+    rate = Fraction(fps).limit_denominator(1001) if fps and fps > 0 else Fraction(0)
+    num, den = (rate.numerator, rate.denominator) if rate else (0, 1)
+    meta = {"model": codec.identity.id, "labels": "coco", **extra}
+    return SequenceHeader(width=width, height=height, fps_num=num, fps_den=den, codec=codec_id, metadata=meta)
 
 
-class ImageEncoder:
-    """Encode RGB uint8 images as SSB frames with a :class:`FeatureCodec` (``update()`` done)."""
+def codec_of(bs, models):
+    """The codec a stream was coded with, checked against the stream's model id and quality levels."""
+    meta = bs.header.metadata or {}
+    model_id = meta.get("model")
+    if not isinstance(model_id, str):
+        raise ModelMismatchError("the stream names no model (sequence metadata 'model')",
+                                 field="sequence_header.metadata.model")
+    codec = models.codec(model_id)
+    levels = meta.get("levels")  # 1.x streams repeat the level count
+    if levels is not None and levels != codec.config.num_levels:
+        raise ModelMismatchError(f"stream expects a {levels}-level model, the weights have "
+                                 f"{codec.config.num_levels}", field="sequence_header.metadata.levels")
+    return codec
 
-    def __init__(self, codec, front, *, objects: ObjectFn | None = None, class_names: dict[int, str] | None = None):
-        self.codec = codec
-        self.front = front
-        self.objects = objects
-        self.class_names = class_names or {}
 
-    def header(self, width: int, height: int, fps: float = 0.0) -> SequenceHeader:
-        from ssb.backbones.ssd_mobilenet_v2 import INPUT_SIZE, SPLIT_CHANNELS, SPLIT_STRIDE
+def feature_info_of(codec):
+    from ssb.backbones.features import front_card
 
-        num, den = (int(round(fps * 1000)), 1000) if fps else (0, 1)
-        meta = {
-            "model": MODEL_ID,
-            "teacher": teacher_fingerprint(),
-            "levels": self.codec.config.num_levels,
-            "input_size": INPUT_SIZE,
-            "split": {"channels": SPLIT_CHANNELS, "stride": SPLIT_STRIDE},
-            "weights": getattr(self.codec, "weights_path", "").rsplit("/", 1)[-1],
-        }
-        if self.class_names:
-            meta["classes"] = {str(k): v for k, v in sorted(self.class_names.items())}
-        return SequenceHeader(width=width, height=height, fps_num=num, fps_den=den, codec=MODEL_ID, metadata=meta)
+    return front_card(codec.front_name).feature_info
 
-    @torch.no_grad()
-    def encode(self, frames: Iterable[tuple[int, np.ndarray]], dest, *, level: int, fps: float = 0.0,
-               batch_size: int = 8) -> EncodeStats:
-        """Write ``(frame_index, image)`` pairs to ``dest`` (path or binary file)."""
+
+class ImageEncoder(StreamEncoder):
+    """Encode RGB frames as intra-coded SSB frames with the session's codec (``update()`` done)."""
+
+    codec_id = CODEC_ID
+
+    def __init__(self, models, *, quality: int = 3, detector: ObjectFn | None = None, min_score: float = 0.0):
+        super().__init__(models)
+        self.codec = models.codec()
+        self.codec._check_level(quality)
+        self.level = int(quality)
+        self.detector = detector
+        self.min_score = float(min_score)
+
+    def header(self, first) -> SequenceHeader:
+        h, w = first.image.shape[:2]
+        return stream_header(self.codec_id, self.codec, w, h, first.fps)
+
+    def split(self, image) -> torch.Tensor:
         from ssb.backbones.ssd_mobilenet_v2 import preprocess
 
-        self.codec._check_level(level)  # before any file is created
-        stats = EncodeStats()
-        it = iter(frames)
-        first = next(it, None)
-        if first is None:
-            raise MalformedFieldError("no images to encode", field="images")
-        h0, w0 = first[1].shape[:2]
-        with Writer(dest, self.header(w0, h0, fps)) as writer:
-            batch = [first]
-            for item in it:
-                if len(batch) == batch_size:
-                    self._encode_batch(writer, batch, level, stats, preprocess)
-                    batch = []
-                batch.append(item)
-            self._encode_batch(writer, batch, level, stats, preprocess)
-        return stats
+        return self.models.front()(preprocess([image]))
 
-    def _encode_batch(self, writer, batch, level, stats, preprocess) -> None:
-        x = preprocess([img for _, img in batch])
-        split = self.front(x)
-        items = self.codec.compress(split, level)
-        sizes = [img.shape[:2] for _, img in batch]
-        dets = self.objects(split, sizes) if self.objects else [None] * len(batch)
-        for (index, img), item, det in zip(batch, items, dets):
-            h, w = img.shape[:2]
-            writer.begin_frame(index, metadata={"height": h, "width": w})
-            payload = pack_base(item)
-            writer.add_unit(UnitType.BASE, payload)
-            stats.base_bytes += len(payload)
-            if det is not None:
-                for k, (box, label, score) in enumerate(zip(det["boxes"].tolist(), det["labels"].tolist(),
-                                                            det["scores"].tolist())):
-                    writer.add_unit(UnitType.OBJECT, pack_object(label, box, score), object_id=k, class_id=label,
-                                    bbox=tuple(box), score=score)
-                    stats.object_units += 1
-            writer.end_frame()
-            stats.frames += 1
-            stats.pixels += h * w
+    @torch.no_grad()
+    def encode(self, writer, frame) -> None:
+        split = self.split(frame.image)
+        h, w = frame.image.shape[:2]
+        writer.begin_frame(frame.index, pts=frame.pts, metadata=size_metadata(writer, h, w))
+        payload = pack_features(self.codec.compress(split, self.level)[0])
+        writer.add_unit(UnitType.BASE, payload)
+        self.stats.add("BASE", len(payload))
+        self.describe_objects(writer, split, (h, w))
+        writer.end_frame()
+        self.stats.frames += 1
+        self.stats.pixels += h * w
+
+    def describe_objects(self, writer, split, size, track_ids=None) -> list[dict]:
+        """Describe the detector's objects in the open frame's index (no units); returns them."""
+        if self.detector is None:
+            return []
+        det = self.detector(split, [size])[0]
+        out = []
+        for k, (box, label, score) in enumerate(zip(det["boxes"].tolist(), det["labels"].tolist(),
+                                                    det["scores"].tolist())):
+            if score < self.min_score:
+                continue
+            oid = k if track_ids is None else track_ids[k]
+            writer.add_object(object_id=oid, class_id=int(label), bbox=tuple(box), score=min(max(score, 0.0), 1.0))
+            out.append({"object_id": oid, "class_id": int(label), "bbox": box, "score": score})
+        self.stats.objects += len(out)
+        return out
 
 
-def check_stream_model(bs, codec) -> None:
-    """Refuse a stream made by another model or for another teacher."""
-    meta = bs.header.metadata or {}
-    if meta.get("model") != MODEL_ID:
-        raise ModelMismatchError(f"stream was made by model {meta.get('model')!r}; this decoder is {MODEL_ID!r}",
-                                 field="sequence_header.metadata.model")
-    if meta.get("levels") != codec.config.num_levels:
-        raise ModelMismatchError(
-            f"stream expects a {meta.get('levels')}-level model, loaded weights have {codec.config.num_levels}",
-            field="sequence_header.metadata.levels")
+def size_metadata(writer, h: int, w: int) -> dict | None:
+    """Frame metadata holding the frame size only when it differs from the sequence's (say it once)."""
+    hdr = writer.header
+    return None if (hdr.height, hdr.width) == (h, w) else {"height": h, "width": w}
 
 
-def frame_size(bs, frame) -> tuple[int, int]:
-    meta = frame.metadata or {}
-    return int(meta.get("height", bs.header.height)), int(meta.get("width", bs.header.width))
-
-
-@dataclass
-class DecodedFrame:
-    frame_index: int
-    features: dict[str, torch.Tensor]  # {"split": [1, C, h, w]}
-    image_size: tuple[int, int]
-    level: int
-    base_bytes: int
-
-
-def decode_features(bs, codec, *, frames: Iterable[int] | None = None) -> Iterator[DecodedFrame]:
+class ImageDecoder(StreamDecoder):
     """Split features of the selected frames, reading only their ``BASE`` units."""
-    check_stream_model(bs, codec)
-    sel = bs.select(frames=frames, types=[UnitType.BASE], include_shared=False)
-    for u in sel.units:
-        frame = bs.frame(u.frame)
-        item = unpack_base(u.payload(), num_levels=codec.config.num_levels, unit_offset=u.offset,
-                           field=f"unit[{u.number}]")
-        split = codec.decompress(item)
-        yield DecodedFrame(u.frame, {"split": split}, frame_size(bs, frame), item.level, u.length)
+
+    codec_id = CODEC_ID
+    feature_types = (int(UnitType.BASE),)
+
+    def __init__(self, bs, models):
+        super().__init__(bs, models)
+        self.codec = codec_of(bs, models)
+        self.model_id = self.codec.identity.id
+        self.grid = _grid(self.codec)
+
+    @property
+    def feature_info(self):
+        return feature_info_of(self.codec)
+
+    @torch.no_grad()
+    def decode(self, step: Step) -> DecodedFrame:
+        fr = step.frame
+        size = frame_size(self.bs, fr)
+        ctx = model_context(self.codec, self.grid, size)
+        bases = [u for u in step.units if u.type == UnitType.BASE and not u.attributed]
+        if len(bases) != 1:
+            raise MalformedFieldError(f"frame {fr.frame_index} holds {len(bases)} BASE units, expected 1",
+                                      offset=fr.offset, field=f"frame[{fr.frame_index}]")
+        u = bases[0]
+        item = unpack_features(u.payload(), ctx=ctx, offset=u.offset, field=f"unit[{u.number}]")
+        split = self.codec.decompress(item)
+        return DecodedFrame(fr.frame_index, size, {"split": split}, item.level, u.length, fr.pts, True,
+                            objects=index_objects(fr))
+
+
+def _grid(codec) -> tuple[int, int]:
+    """The split grid of a codec's front (the size every whole-frame payload must declare)."""
+    from ssb.backbones.features import front_card
+
+    return front_card(codec.front_name).grid

@@ -18,24 +18,19 @@ compressed words, written as little-endian ``u32``.  constriction's ANS coder is
 the encoder computes every pixel's probability in raster order, then pushes the pixels in
 reverse, so the decoder pops them in raster order.
 
-``GROUP_MASK`` payload (version 1), little-endian (also in docs/format.md, section 15)::
-
-    u8  version = 1
-    u8  coder   = 1   (this context coder, TEMPLATE below)
-    u16 x0, y0        top-left pixel of the mask's bounding box, original-frame pixels
-    u16 width, height bounding-box size in pixels (>= 1)
-    rest              ANS string (u32 words)
+The ``GROUP_MASK`` payload syntax is :data:`ssb.format.payloads.GROUP_MASK` (docs/format.md,
+section 15): version, coder, the box, then the ANS string of u32 words.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 import numpy as np
 
 from ssb._optional import require
 from ssb.errors import LimitExceededError, MalformedFieldError, TruncatedError
+from ssb.format.payloads import GROUP_MASK, MASK_MAX_PIXELS
 
 __all__ = [
     "TEMPLATE",
@@ -57,12 +52,10 @@ P_MIN = 32
 #: Counts are halved when their sum reaches this value.
 HALVE_AT = 1024
 #: Largest mask (bounding-box pixels) a decoder accepts: decoding time and memory are linear in it.
-MAX_MASK_PIXELS = 1 << 24
+MAX_MASK_PIXELS = MASK_MAX_PIXELS
 
 MASK_VERSION = 1
 CODER_CONTEXT = 1
-_HEAD = struct.Struct("<BBHHHH")
-_HEAD_FIELDS = ("version", "coder", "x0", "y0", "width", "height")
 _PAD = max(max(-dy, abs(dx)) for dy, dx in TEMPLATE)
 assert len(TEMPLATE) == 4, "_scan unrolls a 4-pixel template"  # the template is part of coder id 1
 _STATE_WORDS = 2
@@ -207,35 +200,19 @@ def pack_group_mask(mask: np.ndarray) -> bytes:
     x0, y0, x1, y1 = box
     if max(x1, y1) > 0xFFFF:
         raise LimitExceededError(f"mask box {box} does not fit 16-bit coordinates", field="mask")
-    head = _HEAD.pack(MASK_VERSION, CODER_CONTEXT, x0, y0, x1 - x0, y1 - y0)
-    return head + encode_mask_bits(mask[y0:y1, x0:x1])
+    return GROUP_MASK.pack({"version": MASK_VERSION, "coder": CODER_CONTEXT, "x0": x0, "y0": y0, "width": x1 - x0,
+                            "height": y1 - y0, "mask": encode_mask_bits(mask[y0:y1, x0:x1])})
 
 
 def unpack_group_mask(payload, frame_size: tuple[int, int], *, unit_offset: int = 0,
                       field: str = "unit") -> MaskUnit:
-    """Parse, bound-check and decode a ``GROUP_MASK`` payload for a frame of ``(height, width)`` pixels."""
-    mv = memoryview(payload)
-    if len(mv) < _HEAD.size:
-        raise TruncatedError(f"GROUP_MASK payload of {len(mv)} bytes is shorter than its {_HEAD.size}-byte header",
-                             offset=unit_offset, field=f"{field}.payload")
-    vals = dict(zip(_HEAD_FIELDS, _HEAD.unpack_from(mv, 0)))
-    where = {name: unit_offset + off for name, off in zip(_HEAD_FIELDS, (0, 1, 2, 4, 6, 8))}
-
-    def bad(name: str, msg: str) -> MalformedFieldError:
-        return MalformedFieldError(msg, offset=where[name], field=f"{field}.payload.{name}")
-
-    if vals["version"] != MASK_VERSION:
-        raise bad("version", f"unsupported GROUP_MASK payload version {vals['version']}")
-    if vals["coder"] != CODER_CONTEXT:
-        raise bad("coder", f"unknown mask coder {vals['coder']}")
-    fh, fw = frame_size
-    if vals["width"] < 1 or vals["x0"] + vals["width"] > fw:
-        raise bad("width", f"mask columns {vals['x0']}..{vals['x0'] + vals['width']} do not fit the {fw}-pixel frame")
-    if vals["height"] < 1 or vals["y0"] + vals["height"] > fh:
-        raise bad("height", f"mask rows {vals['y0']}..{vals['y0'] + vals['height']} do not fit the {fh}-pixel frame")
-    bits = decode_mask_bits(mv[_HEAD.size:], vals["height"], vals["width"], offset=unit_offset + _HEAD.size,
+    """Parse, bound-check (syntax :data:`ssb.format.payloads.GROUP_MASK`) and decode a ``GROUP_MASK``
+    payload for a frame of ``(height, width)`` pixels."""
+    rec, _ = GROUP_MASK.unpack(memoryview(payload), base=unit_offset, path=f"{field}.payload",
+                               ctx={"frame": tuple(frame_size)})
+    bits = decode_mask_bits(rec["mask"], rec["height"], rec["width"], offset=rec.offsets["mask"],
                             field=f"{field}.payload.mask")
     if not (bits[0].any() and bits[-1].any() and bits[:, 0].any() and bits[:, -1].any()):
         raise MalformedFieldError("decoded mask does not touch every edge of its declared box (corrupted payload)",
-                                  offset=unit_offset + _HEAD.size, field=f"{field}.payload.mask")
-    return MaskUnit(vals["x0"], vals["y0"], bits)
+                                  offset=rec.offsets["mask"], field=f"{field}.payload.mask")
+    return MaskUnit(rec["x0"], rec["y0"], bits)

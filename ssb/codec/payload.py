@@ -1,85 +1,77 @@
-"""Payload syntax of the units the feature codec writes (documented in docs/format.md, "Codec payloads").
+"""Codec payloads <-> :class:`~ssb.codec.feature_codec.CompressedFeatures`, through the declared syntax.
 
-``BASE`` (shared features of one frame), little-endian::
-
-    u8  version          = 1
-    u8  level            quality level, < the model's number of levels
-    u16 out_h, out_w     split-feature size (the decoder's output)
-    u16 latent_h, latent_w   = ceil(out / 2)
-    u16 hyper_h, hyper_w     = ceil(latent / 4)
-    u32 z_length         bytes of the hyper-latent string that follows
-    z_length bytes       hyper-latent string (EntropyBottleneck)
-    rest                 latent string (GaussianConditional)
-
-``OBJECT`` descriptor (an object the encoder saw; class, box and score are also in the index)::
-
-    u16 class_id, f32 x0, y0, x1, y1 (original pixels), f32 score
+The syntax (fields, bounds, checks against the model) is :mod:`ssb.format.payloads`; this module
+only maps decoded records to the codec's objects.  Writers emit the 2.x payloads; readers also
+take the 1.x payloads of streams written by release 0.1 (told apart by their first byte).
 """
 
 from __future__ import annotations
 
-import struct
-
 from ssb.codec.feature_codec import CompressedFeatures, latent_sizes
 from ssb.errors import MalformedFieldError, TruncatedError
+from ssb.format.payloads import BASE_V1, FEATURES, OBJECT_GROUP, OBJECT_GROUP_V1
 
-BASE_VERSION = 1
-_BASE = struct.Struct("<BBHHHHHHI")
-_BASE_FIELDS = ("version", "level", "out_h", "out_w", "latent_h", "latent_w", "hyper_h", "hyper_w", "z_length")
-_OBJECT = struct.Struct("<H5f")
+__all__ = ["pack_features", "unpack_features", "pack_window", "unpack_window", "model_context"]
 
 
-def _field_offset(name: str) -> int:
-    sizes = {"B": 1, "H": 2, "I": 4}
-    return sum(sizes[c] for c in _BASE.format[1 : 1 + _BASE_FIELDS.index(name)])
+def model_context(codec, grid: tuple[int, int], frame: tuple[int, int] | None = None) -> dict:
+    """What a payload is checked against: the codec's quality levels, the split grid, the frame size."""
+    ctx = {"levels": codec.config.num_levels, "grid": tuple(grid)}
+    if frame is not None:
+        ctx["frame"] = tuple(frame)
+    return ctx
 
 
-def pack_base(item: CompressedFeatures) -> bytes:
-    head = _BASE.pack(BASE_VERSION, item.level, *item.out_hw, *item.latent_hw, *item.hyper_hw, len(item.z))
-    return head + item.z + item.y
+def _item(rec: dict, rows: int, cols: int) -> CompressedFeatures:
+    lat, hyp = latent_sizes((rows, cols))
+    return CompressedFeatures(y=bytes(rec["y"]), z=bytes(rec["z"]), level=rec["level"], latent_hw=lat,
+                              hyper_hw=hyp, out_hw=(rows, cols))
 
 
-def unpack_base(payload, *, num_levels: int, unit_offset: int = 0, field: str = "unit") -> CompressedFeatures:
-    """Parse and validate a BASE payload; errors name the field and its absolute byte offset."""
+def _version(payload, offset: int, field: str) -> int:
+    if len(payload) < 1:
+        raise TruncatedError("empty payload", offset=offset, field=f"{field}.payload")
+    return payload[0]
+
+
+def pack_features(item: CompressedFeatures) -> bytes:
+    """A 2.x features payload (BASE, BACKGROUND)."""
+    rows, cols = item.out_hw
+    return FEATURES.pack({"version": 2, "level": item.level, "rows": rows, "cols": cols, "z": item.z, "y": item.y})
+
+
+def unpack_features(payload, *, ctx: dict, offset: int = 0, field: str = "unit") -> CompressedFeatures:
+    """Parse and check a features payload (2.x, or a 1.x BASE) against the model context ``ctx``."""
     mv = memoryview(payload)
-    if len(mv) < _BASE.size:
-        raise TruncatedError(f"BASE payload of {len(mv)} bytes is shorter than its {_BASE.size}-byte header",
-                             offset=unit_offset, field=f"{field}.payload")
-    vals = dict(zip(_BASE_FIELDS, _BASE.unpack_from(mv, 0)))
-
-    def bad(name: str, msg: str) -> MalformedFieldError:
-        return MalformedFieldError(msg, offset=unit_offset + _field_offset(name), field=f"{field}.payload.{name}")
-
-    if vals["version"] != BASE_VERSION:
-        raise bad("version", f"unsupported BASE payload version {vals['version']}")
-    if vals["level"] >= num_levels:
-        raise bad("level", f"level {vals['level']} is not below the model's {num_levels} levels")
-    if not (1 <= vals["out_h"] <= 4096 and 1 <= vals["out_w"] <= 4096):
-        raise bad("out_h", f"split size {vals['out_h']}x{vals['out_w']} out of range")
-    lat, hyp = latent_sizes((vals["out_h"], vals["out_w"]))
-    if (vals["latent_h"], vals["latent_w"]) != lat:
-        raise bad("latent_h", "latent size does not match the split size")
-    if (vals["hyper_h"], vals["hyper_w"]) != hyp:
-        raise bad("hyper_h", "hyper-latent size does not match the latent size")
-    end_z = _BASE.size + vals["z_length"]
-    if end_z > len(mv):
-        raise TruncatedError(f"z_length {vals['z_length']} runs past the payload end ({len(mv)} bytes)",
-                             offset=unit_offset + _field_offset("z_length"), field=f"{field}.payload.z_length")
-    return CompressedFeatures(
-        y=bytes(mv[end_z:]), z=bytes(mv[_BASE.size:end_z]), level=vals["level"],
-        latent_hw=(vals["latent_h"], vals["latent_w"]), hyper_hw=(vals["hyper_h"], vals["hyper_w"]),
-        out_hw=(vals["out_h"], vals["out_w"]),
-    )
+    path = f"{field}.payload"
+    version = _version(mv, offset, field)
+    if version == 1:
+        rec, _ = BASE_V1.unpack(mv, base=offset, path=path, ctx=ctx)
+        return _item(rec, rec["out_h"], rec["out_w"])
+    if version == 2:
+        rec, _ = FEATURES.unpack(mv, base=offset, path=path, ctx=ctx)
+        return _item(rec, rec["rows"], rec["cols"])
+    raise MalformedFieldError(f"unsupported features payload version {version}", offset=offset,
+                              field=f"{path}.version")
 
 
-def pack_object(class_id: int, box, score: float) -> bytes:
-    return _OBJECT.pack(int(class_id), *map(float, box), float(score))
+def pack_window(row0: int, col0: int, item: CompressedFeatures) -> bytes:
+    """A 2.x grouped OBJECT payload: a window of the split grid and its features."""
+    rows, cols = item.out_hw
+    return OBJECT_GROUP.pack({"version": 2, "row0": row0, "col0": col0, "level": item.level, "rows": rows,
+                              "cols": cols, "z": item.z, "y": item.y})
 
 
-def unpack_object(payload, *, unit_offset: int = 0, field: str = "unit") -> tuple[int, tuple[float, ...], float]:
+def unpack_window(payload, *, ctx: dict, offset: int = 0, field: str = "unit") -> tuple[int, int, CompressedFeatures]:
+    """``(row0, col0, features)`` of a grouped OBJECT payload (2.x or 1.x); the window must fit ``ctx["grid"]``."""
     mv = memoryview(payload)
-    if len(mv) != _OBJECT.size:
-        raise MalformedFieldError(f"OBJECT descriptor must be {_OBJECT.size} bytes, got {len(mv)}",
-                                  offset=unit_offset, field=f"{field}.payload")
-    cid, x0, y0, x1, y1, score = _OBJECT.unpack(mv)
-    return cid, (x0, y0, x1, y1), score
+    path = f"{field}.payload"
+    version = _version(mv, offset, field)
+    if version == 1:
+        rec, _ = OBJECT_GROUP_V1.unpack(mv, base=offset, path=path, ctx=ctx)
+        return rec["row0"], rec["col0"], _item(rec, rec["out_h"], rec["out_w"])
+    if version == 2:
+        rec, _ = OBJECT_GROUP.unpack(mv, base=offset, path=path, ctx=ctx)
+        return rec["row0"], rec["col0"], _item(rec, rec["rows"], rec["cols"])
+    raise MalformedFieldError(f"unsupported OBJECT group payload version {version}", offset=offset,
+                              field=f"{path}.version")

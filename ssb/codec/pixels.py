@@ -5,24 +5,18 @@ decodes to) to the teacher's 300x300 input picture, which :func:`render` resizes
 the frame's original size.  It is deliberately small (a preview-quality decoder): the bits
 were spent on what machines need, so fine texture is not in the stream to begin with.
 
-The weights record the SHA-256 of the feature-codec weights they were trained behind; a
-mismatch is refused (:class:`~ssb.errors.ModelMismatchError`).
+The checkpoint records the codec it was trained behind (``ssb.codec.zoo``); another codec's
+features are refused (:class:`~ssb.errors.ModelMismatchError`).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from ssb.codec.transforms import ResBlock, conv
-from ssb.errors import ModelMismatchError
-from ssb.resources import file_sha256  # noqa: F401  (re-exported: weights provenance)
 
-PIXEL_MODEL_ID = "pixel-synthesis.s8"
-PIXEL_WEIGHTS_FILE = "pixel_s8.pt"
 
 
 def _up(in_ch: int, out_ch: int) -> nn.Sequential:
@@ -46,28 +40,9 @@ class PixelSynthesis(nn.Module):
         return torch.sigmoid(self.net(split))
 
 
-def default_pixel_weights() -> Path:
-    return Path(__file__).resolve().parent.parent / "weights" / PIXEL_WEIGHTS_FILE
-
-
-def load_pixel_synthesis(codec, path=None) -> PixelSynthesis:
-    """Load the pixel decoder trained behind ``codec`` (refuses weights made for other codec weights)."""
-    path = Path(path) if path else default_pixel_weights()
-    if not path.is_file():
-        raise ModelMismatchError(f"no pixel-decoder weights at {path}: train them with `ssb train --pixels`",
-                                 field="pixel_weights")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if ckpt.get("model_id") != PIXEL_MODEL_ID:
-        raise ModelMismatchError(f"{path} is not a pixel decoder ({ckpt.get('model_id')!r})", field="pixel_weights")
-    expected = ckpt.get("codec_sha256")
-    actual = file_sha256(codec.weights_path) if getattr(codec, "weights_path", None) else None
-    if expected != actual:
-        raise ModelMismatchError(
-            f"pixel decoder {path.name} was trained behind codec weights {str(expected)[:12]}, "
-            f"loaded codec weights are {str(actual)[:12]}", field="pixel_weights.codec_sha256")
-    model = PixelSynthesis(**ckpt["config"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval()
+def build(config: dict) -> PixelSynthesis:
+    """A pixel decoder from a checkpoint's config (the zoo's builder)."""
+    return PixelSynthesis(**config)
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
-"""The normative layout of SSB container version 1: magic, version, unit type table, structures.
+"""The normative layout of the SSB container (versions 1 and 2): magic, version, unit types, structures.
 
 ``docs/format.md`` embeds the tables rendered from these definitions by
-:func:`markdown_tables`; ``tests/format/test_format_spec.py`` checks that they
+:func:`ssb.format.spec.markdown_tables`; ``tests/format/test_format_spec.py`` checks that they
 match (and rewrites them when ``SSB_REGEN_GOLDEN=1``).  Unit type ids are published once and never change.
 """
 
@@ -32,7 +32,10 @@ __all__ = [
     "INDEX_ENTRY",
     "END",
     "EXTENSION_HEADER",
+    "FRAME_V2",
+    "INDEX_ENTRY_V2",
     "ALL_STRUCTS",
+    "V1_STRUCTS",
     "pack_preamble",
     "pack_unit_header",
     "type_name",
@@ -42,7 +45,9 @@ __all__ = [
 #: File signature: a non-ASCII first byte, "SSB", CR LF, Ctrl-Z, LF (catches text-mode mangling).
 MAGIC = b"\x89SSB\r\n\x1a\n"
 #: (major, minor) written by this implementation. Readers refuse a newer major and read any minor.
-VERSION = (1, 0)
+VERSION = (2, 0)
+#: Majors this reader implements (1.x streams are read, never written).
+READ_MAJORS = (1, 2)
 
 
 class UnitType(enum.IntEnum):
@@ -74,6 +79,16 @@ PRESENT_BBOX = 8
 PRESENT_SCORE = 16
 # Bits of FRAME_HEADER.flags.
 FRAME_HAS_PTS = 1
+#: 2.x only: the FRAME_HEADER carries a `metadata` object.
+FRAME_HAS_METADATA = 2
+# Bits of the 2.x INDEX entry's `present` beyond the five attribute bits above.
+PRESENT_FLAGS = 32
+#: the entry describes an object and has no unit (no payload bytes)
+PRESENT_NO_UNIT = 64
+#: the entry repeats the attributes of the entry before it
+PRESENT_SAME = 128
+#: largest value of a 2.x box coordinate (u16 pixels) and the score scale (u16 = score * 65535)
+SCORE_SCALE = 65535
 
 
 def as_unit_type(type_id: int) -> UnitType | int:
@@ -131,7 +146,7 @@ SEQUENCE_HEADER = Struct(
 )
 
 FRAME_HEADER = Struct(
-    "FRAME_HEADER payload",
+    "FRAME_HEADER payload (1.x)",
     [
         Field("frame_index", "u32", "frame number, strictly increasing along the stream"),
         Field("flags", "u16", "bit 0: `pts` is present; other bits reserved (written 0, ignored)"),
@@ -149,7 +164,7 @@ FRAME_HEADER = Struct(
 )
 
 INDEX_HEADER = Struct(
-    "INDEX payload header",
+    "INDEX payload header (1.x)",
     [
         Field("entry_size", "u16", "bytes per entry; a reader uses the first 48 and skips the rest", min=48),
         Field("reserved", "u16", "written 0, ignored"),
@@ -174,7 +189,7 @@ def _bbox_ordered(r):
 
 
 INDEX_ENTRY = Struct(
-    "INDEX entry",
+    "INDEX entry (1.x)",
     [
         Field("type", "u16", "unit type id of the unit"),
         Field("flags", "u16", "copy of the unit header's `flags`"),
@@ -202,6 +217,88 @@ INDEX_ENTRY = Struct(
     ],
 )
 
+def _v2_content_type(r):
+    t = r["type"]
+    return t >= 4 and t != int(UnitType.END)
+
+
+def _v2_box_ordered(r):
+    return r["x0"] is None or (r["x0"] <= r["x1"] and r["y0"] <= r["y1"])
+
+
+def _v2_same_alone(r):
+    return not (r["present"] & PRESENT_SAME) or (r["present"] & 0x1F) == 0
+
+
+def _v2_descriptor_says_something(r):
+    return not (r["present"] & PRESENT_NO_UNIT) or bool(r["present"] & (0x1F | PRESENT_SAME))
+
+
+def _has(bit: int) -> tuple[str, int, bool]:
+    return ("present", bit, True)
+
+
+_HAS_UNIT = ("present", PRESENT_NO_UNIT, False)
+
+INDEX_ENTRY_V2 = Struct(
+    "INDEX entry (2.x)",
+    [
+        Field("type", "uv", "unit type id of the unit (or of the object, for an entry with no unit)"),
+        Field("present", "u8", "bits 0–4: object_id, class_id, group_id, bbox, score follow; bit 5: flags "
+              "follow; bit 6: no unit (the entry only describes an object); bit 7: same attributes as the "
+              "previous entry"),
+        Field("flags", "uv", "the unit's 16 producer-owned flag bits (0 when absent)", max=0xFFFF,
+              when=_has(PRESENT_FLAGS)),
+        Field("length", "uv", "payload byte count of the unit", limit="max_unit_size", when=_HAS_UNIT),
+        Field("crc", "u32", "CRC-32 of the unit's payload", when=_HAS_UNIT),
+        Field("object_id", "uv", "object (instance / track) id", max=0xFFFF_FFFF, when=_has(PRESENT_OBJECT)),
+        Field("class_id", "uv", "class id (in the stream's label set)", max=0xFFFF_FFFF, when=_has(PRESENT_CLASS)),
+        Field("group_id", "uv", "irregular pixel group id", max=0xFFFF_FFFF, when=_has(PRESENT_GROUP)),
+        Field("x0", "u16", "box left, integer pixels", when=_has(PRESENT_BBOX)),
+        Field("y0", "u16", "box top", when=_has(PRESENT_BBOX)),
+        Field("x1", "u16", "box right", when=_has(PRESENT_BBOX)),
+        Field("y1", "u16", "box bottom", when=_has(PRESENT_BBOX)),
+        Field("score", "u16", f"confidence × {SCORE_SCALE}, rounded", when=_has(PRESENT_SCORE)),
+    ],
+    checks=[
+        Check("type", "a content unit cannot have a structural type (1, 2, 3, 12) or 0", _v2_content_type),
+        Check("x0", "a present bbox has x0 ≤ x1 and y0 ≤ y1", _v2_box_ordered),
+        Check("present", "an entry repeating the previous attributes carries none of its own", _v2_same_alone),
+        Check("present", "an entry with no unit must carry attributes", _v2_descriptor_says_something),
+    ],
+    doc="Fields follow in this order; a field whose condition is false takes no bytes.",
+)
+
+
+def _refs_increase(r):
+    refs = r["refs"]
+    return all(a < b for a, b in zip(refs, refs[1:])) and all(d <= r["frame_index"] for d in refs)
+
+
+FRAME_V2 = Struct(
+    "FRAME_HEADER payload (2.x)",
+    [
+        Field("frame_index", "uv", "frame number, strictly increasing along the stream", max=0xFFFF_FFFF),
+        Field("flags", "u8", "bit 0: `pts` follows; bit 1: `metadata` follows; others reserved (written 0)"),
+        Field("fragment_length", "uv", "bytes of the whole fragment: this unit, header included, and the "
+              "content payloads after it", min=1, max=0xFFFF_FFFF),
+        Field("pts", "sv", "presentation time in microseconds", when=("flags", FRAME_HAS_PTS, True)),
+        Field("ref_count", "uv", "frames this frame is predicted from; 0: it decodes alone (a random-access "
+              "point)", limit="max_refs"),
+        Field("refs", "uv[]", "per reference, `frame_index` minus the reference's frame index", min=1,
+              count="ref_count"),
+        Field("metadata", "json32", "frame metadata", limit="max_metadata_size",
+              when=("flags", FRAME_HAS_METADATA, True)),
+        Field("entry_count", "uv", "index entries that follow", limit="max_units_per_frame"),
+        Field("entries", "struct[]", "the frame's semantic index, one entry per content unit or described "
+              "object, in stream order; each entry is preceded by its byte count (a reader skips the bytes "
+              "after the fields it knows)", count="entry_count", of=INDEX_ENTRY_V2, sized=True),
+    ],
+    checks=[Check("refs", "references are distinct, increasing distances no larger than frame_index",
+                  _refs_increase)],
+    doc="A 2.x fragment is this one unit followed by the content payloads its entries describe.",
+)
+
 END = Struct(
     "END payload",
     [
@@ -220,17 +317,10 @@ EXTENSION_HEADER = Struct(
     doc="Followed by the extension's own bytes up to the end of the payload.",
 )
 
-#: Every structure, in specification order.
-ALL_STRUCTS = (
-    PREAMBLE,
-    UNIT_HEADER,
-    SEQUENCE_HEADER,
-    FRAME_HEADER,
-    INDEX_HEADER,
-    INDEX_ENTRY,
-    END,
-    EXTENSION_HEADER,
-)
+#: Every structure of the current version, in specification order.
+ALL_STRUCTS = (PREAMBLE, UNIT_HEADER, SEQUENCE_HEADER, FRAME_V2, INDEX_ENTRY_V2, END, EXTENSION_HEADER)
+#: The 1.x fragment structures (read only).
+V1_STRUCTS = (FRAME_HEADER, INDEX_HEADER, INDEX_ENTRY)
 
 UNIT_HEADER_SIZE = UNIT_HEADER.fixed_size  # 16
 PREAMBLE_SIZE = PREAMBLE.fixed_size  # 16
@@ -255,8 +345,3 @@ def pack_unit_header(
     }
     head = UNIT_HEADER.pack(values, path=path, limits=limits)[:12]
     return head + zlib.crc32(head).to_bytes(4, "little")
-
-
-def markdown_tables() -> dict[str, str]:
-    """{structure name: normative markdown table} for docs/format.md."""
-    return {s.name: s.markdown() for s in ALL_STRUCTS}

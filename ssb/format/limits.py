@@ -34,6 +34,11 @@ class Limits:
         Index entries carrying an object id in one fragment.
     max_metadata_size:
         Bytes of one JSON metadata field (sequence or frame header) or METADATA unit.
+    max_refs:
+        Reference frames one frame may be predicted from (2.x FRAME_HEADER ``ref_count``).
+    max_dependency_depth:
+        Frames a reader follows back through references from one frame (bounds the work of a
+        random-access decode: a GOP longer than this is refused for random access).
     """
 
     max_width: int = 1 << 15
@@ -44,6 +49,8 @@ class Limits:
     max_unit_size: int = 256 << 20
     max_objects: int = 1 << 14
     max_metadata_size: int = 1 << 20
+    max_refs: int = 16
+    max_dependency_depth: int = 1 << 16
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -12,7 +12,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ssb.format.layout import UnitType
     from ssb.format.reader import Bitstream
 
-__all__ = ["SequenceHeader", "UnitEntry", "FrameEntry"]
+__all__ = ["SequenceHeader", "UnitEntry", "Descriptor", "FrameEntry"]
 
 
 @dataclass
@@ -36,8 +36,9 @@ class UnitEntry:
     """One unit as the index (or the walk over the stream) describes it; no payload read yet.
 
     ``offset``/``length`` are the payload's byte range in the stream; the unit's
-    16-byte header sits just before ``offset``.  ``frame`` is the frame index of
-    the fragment holding the unit (``None`` for units outside fragments).
+    ``header_size``-byte header sits just before ``offset`` (16 bytes; 0 for the content units
+    of a 2.x fragment, whose type, length and ``crc`` the index holds).  ``frame`` is the frame
+    index of the fragment holding the unit (``None`` for units outside fragments).
     ``number`` is the unit's position in :attr:`Bitstream.units` (stream order).
     """
 
@@ -54,6 +55,8 @@ class UnitEntry:
     length: int
     _bs: Bitstream | None = field(default=None, repr=False)
     _checked: bool = field(default=False, repr=False)
+    crc: int | None = field(default=None, repr=False)
+    header_size: int = field(default=UNIT_HEADER_SIZE, repr=False)
 
     @property
     def type_name(self) -> str:
@@ -62,12 +65,12 @@ class UnitEntry:
     @property
     def span(self) -> tuple[int, int]:
         """(start, stop) of the whole unit, header included: what a partial reader fetches."""
-        return self.offset - UNIT_HEADER_SIZE, self.offset + self.length
+        return self.offset - self.header_size, self.offset + self.length
 
     @property
     def size(self) -> int:
         """Bytes of the whole unit, header included."""
-        return self.length + UNIT_HEADER_SIZE
+        return self.length + self.header_size
 
     @property
     def attributed(self) -> bool:
@@ -91,9 +94,34 @@ class UnitEntry:
         return self._bs._payload(self)
 
 
+@dataclass(eq=False, slots=True)
+class Descriptor:
+    """An object the index describes with no unit of its own (2.x entries with ``present`` bit 6).
+
+    Detections an encoder saw ("how many people, where") cost only their index entry.
+    """
+
+    frame: int
+    type: UnitType | int
+    object_id: int | None
+    class_id: int | None
+    group_id: int | None
+    bbox: tuple[float, float, float, float] | None
+    score: float | None
+
+    @property
+    def attributed(self) -> bool:
+        return True
+
+
 @dataclass(eq=False)
 class FrameEntry:
-    """One fragment: a frame header, its index and its content units."""
+    """One fragment: a frame header, its index and its content units.
+
+    ``refs`` are the frame indices this frame is predicted from (empty: it decodes alone);
+    ``descriptors`` the objects its index describes without a unit.  ``index_unit`` is the
+    1.x INDEX unit (``None`` in 2.x, where the index is part of the FRAME_HEADER unit).
+    """
 
     frame_index: int
     pts: int | None
@@ -102,8 +130,15 @@ class FrameEntry:
     offset: int
     length: int
     header_unit: UnitEntry = field(repr=False)
-    index_unit: UnitEntry = field(repr=False)
+    index_unit: UnitEntry | None = field(default=None, repr=False)
+    refs: tuple[int, ...] = ()
+    descriptors: list[Descriptor] = field(default_factory=list)
 
     @property
     def nbytes(self) -> int:
         return self.length
+
+    @property
+    def key(self) -> bool:
+        """True when the frame decodes without any other frame (a random-access point)."""
+        return not self.refs

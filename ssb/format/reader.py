@@ -15,10 +15,8 @@ import contextlib
 import gc
 import re
 import zlib
-from itertools import repeat
 from typing import Iterable, Iterator
 
-import numpy as np
 
 from ssb.errors import (
     ChecksumError,
@@ -30,29 +28,21 @@ from ssb.errors import (
 )
 from ssb.format.layout import (
     END,
-    FRAME_HAS_PTS,
-    FRAME_HEADER,
-    INDEX_ENTRY,
-    INDEX_HEADER,
     MAGIC,
     PREAMBLE,
     PREAMBLE_SIZE,
-    PRESENT_BBOX,
-    PRESENT_CLASS,
-    PRESENT_GROUP,
-    PRESENT_OBJECT,
-    PRESENT_SCORE,
     SEQUENCE_HEADER,
     UNIT_HEADER,
     UNIT_HEADER_SIZE,
-    VERSION,
+    READ_MAJORS,
     UnitType,
     as_unit_type,
     type_name,
 )
 from ssb.format.limits import DEFAULT_LIMITS, Limits
 from ssb.format.model import FrameEntry, SequenceHeader, UnitEntry
-from ssb.format.select import Selection, select_units
+from ssb.format.fragment import Skip, StreamLimit, parse_fragment
+from ssb.format.select import Selection, dependency_closure, select_units
 from ssb.format.source import Source, source_for
 
 __all__ = ["Bitstream", "open_bitstream"]
@@ -63,14 +53,6 @@ _END = int(UnitType.END)
 _RESYNC = re.compile(re.escape(_FH.to_bytes(2, "little")) + b"|" + re.escape(_END.to_bytes(2, "little")))
 _TYPE_BY_ID = {int(t): t for t in UnitType}
 _TOP_LEVEL_FORBIDDEN = {int(UnitType.SEQUENCE_HEADER), int(UnitType.INDEX)}
-
-
-class _Skip(Exception):
-    """Internal: a fragment failed; carries the error and where to resume (None: stop)."""
-
-    def __init__(self, error: SSBError, resume: int | None):
-        self.error = error
-        self.resume = resume
 
 
 @contextlib.contextmanager
@@ -87,13 +69,6 @@ def _gc_paused():
     finally:
         if was_enabled:
             gc.enable()
-
-
-class _StreamLimit(Exception):
-    """Internal: a stream-wide limit was hit inside a fragment; re-raised to the caller, not recorded."""
-
-    def __init__(self, error: LimitExceededError):
-        self.error = error
 
 
 class Bitstream:
@@ -158,17 +133,19 @@ class Bitstream:
 
     def select(
         self,
-        classes: Iterable[int] | None = None,
+        classes=None,
         objects: Iterable[int] | None = None,
         groups: Iterable[int] | None = None,
         frames: Iterable[int] | None = None,
         region: tuple[float, float, float, float] | None = None,
         types: Iterable[UnitType | int] | None = None,
         include_shared: bool = True,
+        follow_refs: bool = True,
     ) -> Selection:
         """The units a query needs and their merged byte ranges, from the index alone.
 
-        See :func:`ssb.format.select.select_units` for the exact rules.
+        ``classes`` are ids or names of the stream's label set. See
+        :func:`ssb.format.select.select_units` for the exact rules.
         """
         return select_units(
             self,
@@ -179,7 +156,18 @@ class Bitstream:
             region=region,
             types=types,
             include_shared=include_shared,
+            follow_refs=follow_refs,
         )
+
+    def dependencies(self, frames: Iterable[int]) -> list[FrameEntry]:
+        """The fragments needed to decode ``frames``: themselves and every frame they predict from,
+        transitively, in stream order (a referenced frame the stream lacks raises)."""
+        found, missing = dependency_closure(self, frames)
+        if missing:
+            raise MalformedFieldError(
+                f"frames {missing[:5]} are referenced but not in the stream (lost or cut)", field="frames"
+            )
+        return found
 
     def check(self) -> list[SSBError]:
         """Read and verify every unit's header and payload; returns the problems found.
@@ -226,6 +214,16 @@ class Bitstream:
             raise SSBError("the bitstream is closed", field=f"unit[{u.number}]")
         if u._checked and not force_verify:
             return self._src.read(u.offset, u.length, f"unit[{u.number}].payload")
+        if u.header_size == 0:  # a 2.x content unit: the index holds its type, length and CRC
+            view = self._src.read(u.offset, u.length, f"unit[{u.number}].payload")
+            if (self.verify or force_verify) and zlib.crc32(view) != u.crc:
+                raise ChecksumError(
+                    f"unit {u.number} ({type_name(u.type)}, frame {u.frame}) payload checksum mismatch",
+                    offset=u.offset,
+                    field=f"unit[{u.number}].payload",
+                )
+            u._checked = True
+            return view
         hstart = u.offset - UNIT_HEADER_SIZE
         hdr = self._read_header(hstart, u.number)
         path = f"unit[{u.number}].header"
@@ -301,7 +299,7 @@ class Bitstream:
     def _count_units(self, extra: int, pos: int) -> None:
         """Refuse, before allocating them, units beyond ``Limits.max_units`` (fatal: a stream-wide limit)."""
         if len(self.units) + extra > self.limits.max_units:
-            raise _StreamLimit(
+            raise StreamLimit(
                 LimitExceededError(
                     f"more than Limits.max_units={self.limits.max_units} units",
                     offset=pos,
@@ -320,10 +318,10 @@ class Bitstream:
         pre, _ = PREAMBLE.unpack(raw, path="preamble")  # the magic first: "not an SSB file"
         if zlib.crc32(raw[:12]) != pre["crc"]:
             raise ChecksumError("preamble checksum mismatch", offset=12, field="preamble.crc")
-        if pre["major"] != VERSION[0]:
+        if pre["major"] not in READ_MAJORS:
             raise UnsupportedVersionError(
                 f"SSB version {pre['major']}.{pre['minor']} is not supported; this reader "
-                f"implements major version {VERSION[0]}",
+                f"implements major versions {', '.join(map(str, READ_MAJORS))}",
                 offset=8,
                 field="preamble.major",
             )
@@ -367,9 +365,10 @@ class Bitstream:
             kind = hdr["type"]
             if kind == _FH:
                 try:
-                    pos = self._fragment(pos, hdr)
+                    frame = parse_fragment(self, pos, hdr)
+                    pos = frame.offset + frame.length
                     self._data_end = pos
-                except _Skip as skip:
+                except Skip as skip:
                     self._record(skip.error)
                     if skip.resume is None:
                         return
@@ -399,7 +398,7 @@ class Bitstream:
                 else:
                     try:
                         self._count_units(1, pos)
-                    except _StreamLimit as exc:
+                    except StreamLimit as exc:
                         raise exc.error from None
                     self.units.append(self._entry(hdr, pos, None))
                     self._data_end = end
@@ -444,185 +443,6 @@ class Bitstream:
                     f"{self.size - stop} bytes after the END unit", offset=stop, field=f"unit[{number + 1}]"
                 )
             )
-
-    def _fragment(self, pos: int, hdr: dict) -> int:
-        """Parse the fragment whose FRAME_HEADER header is at ``pos``; returns the next offset."""
-        n0 = len(self.units)
-        try:
-            fh_payload = self._read_payload(pos, hdr, n0)
-        except TruncatedError as exc:
-            raise _Skip(exc, None) from None
-        except SSBError as exc:
-            raise _Skip(exc, self._resync(pos + 1)) from None
-        try:
-            fh, _ = FRAME_HEADER.unpack(
-                fh_payload, base=pos + UNIT_HEADER_SIZE, path=f"unit[{n0}].payload", limits=self.limits
-            )
-        except SSBError as exc:  # checksum was right: the writer broke the syntax; length is unreliable
-            raise _Skip(exc, self._resync(pos + 1)) from None
-        frag_end = pos + fh["fragment_length"]
-        if frag_end > self.size:
-            raise _Skip(
-                TruncatedError(
-                    f"fragment of frame {fh['frame_index']} is cut short: needs "
-                    f"{fh['fragment_length']} bytes, {self.size - pos} left",
-                    offset=pos,
-                    field=f"unit[{n0}].payload.fragment_length",
-                ),
-                None,
-            )
-        if len(self.frames) >= self.limits.max_frames:
-            raise LimitExceededError(
-                f"more than Limits.max_frames={self.limits.max_frames} frames",
-                offset=pos,
-                field=f"unit[{n0}]",
-            )
-        try:
-            frame = self._fragment_body(pos, hdr, fh, frag_end)
-        except _StreamLimit as exc:
-            raise exc.error from None
-        except SSBError as exc:
-            raise _Skip(exc, frag_end) from None
-        if self.frames and frame.frame_index <= self.frames[-1].frame_index:
-            raise _Skip(
-                MalformedFieldError(
-                    f"frame index {frame.frame_index} does not increase (previous "
-                    f"{self.frames[-1].frame_index})",
-                    offset=pos + UNIT_HEADER_SIZE,
-                    field=f"unit[{n0}].payload.frame_index",
-                ),
-                frag_end,
-            )
-        self.frames.append(frame)
-        self.units.append(frame.header_unit)
-        self.units.append(frame.index_unit)
-        self.units.extend(frame.units)
-        return frag_end
-
-    def _fragment_body(self, pos: int, hdr: dict, fh: dict, frag_end: int) -> FrameEntry:
-        n0 = len(self.units)
-        frame_index = fh["frame_index"]
-        ipos = pos + UNIT_HEADER_SIZE + hdr["length"]
-        if ipos + UNIT_HEADER_SIZE > frag_end:
-            raise MalformedFieldError(
-                "fragment too short for its INDEX unit",
-                offset=pos + UNIT_HEADER_SIZE + 16,
-                field=f"unit[{n0}].payload.fragment_length",
-            )
-        ihdr = self._read_header(ipos, n0 + 1)
-        if ihdr["type"] != int(UnitType.INDEX):
-            raise MalformedFieldError(
-                f"a FRAME_HEADER must be followed by an INDEX, found {type_name(ihdr['type'])}",
-                offset=ipos,
-                field=f"unit[{n0 + 1}].header.type",
-            )
-        ipayload = self._read_payload(ipos, ihdr, n0 + 1, end=frag_end)
-        ibase = ipos + UNIT_HEADER_SIZE
-        ipath = f"unit[{n0 + 1}].payload"
-        ih, _ = INDEX_HEADER.unpack(ipayload, base=ibase, path=ipath, limits=self.limits)
-        count, stride = ih["entry_count"], ih["entry_size"]
-        self._count_units(count + 2, pos)
-        table_start = INDEX_HEADER.fixed_size
-        if table_start + count * stride > len(ipayload):
-            raise MalformedFieldError(
-                f"INDEX declares {count} entries of {stride} bytes, payload holds "
-                f"{len(ipayload) - table_start}",
-                offset=ibase + 4,
-                field=f"{ipath}.entry_count",
-            )
-        arr = INDEX_ENTRY.unpack_array(
-            ipayload[table_start : table_start + count * stride],
-            count,
-            stride,
-            base=ibase + table_start,
-            path=f"{ipath}.entries",
-            limits=self.limits,
-        )
-        present = arr["present"]
-        n_objects = int(np.count_nonzero(present & PRESENT_OBJECT))
-        if n_objects > self.limits.max_objects:
-            raise LimitExceededError(
-                f"{n_objects} objects in frame {frame_index}, over Limits.max_objects="
-                f"{self.limits.max_objects}",
-                offset=ibase,
-                field=f"{ipath}.entries",
-            )
-        # The content units must tile the rest of the fragment exactly, in index order.
-        content_start = ipos + UNIT_HEADER_SIZE + ihdr["length"] - pos
-        offsets = arr["offset"].astype(np.int64)
-        lengths = arr["length"].astype(np.int64)
-        expected = content_start + np.concatenate(([0], np.cumsum(lengths + UNIT_HEADER_SIZE)))
-        bad = np.flatnonzero(offsets != expected[:-1])
-        if bad.size:
-            i = int(bad[0])
-            raise MalformedFieldError(
-                f"entry {i} offset {int(offsets[i])} should be {int(expected[i])}",
-                offset=ibase + table_start + i * stride + INDEX_ENTRY.offsets["offset"],
-                field=f"{ipath}.entries[{i}].offset",
-            )
-        if pos + int(expected[-1]) != frag_end:
-            raise MalformedFieldError(
-                f"units end at fragment byte {int(expected[-1])}, fragment_length is {frag_end - pos}",
-                offset=pos + UNIT_HEADER_SIZE + 16,
-                field=f"unit[{n0}].payload.fragment_length",
-            )
-
-        fh_unit = self._entry(hdr, pos, frame_index)
-        fh_unit._checked = True
-        ix_unit = UnitEntry(
-            n0 + 1,
-            UnitType.INDEX,
-            ihdr["flags"],
-            frame_index,
-            None,
-            None,
-            None,
-            None,
-            None,
-            ibase,
-            ihdr["length"],
-            self,
-            True,
-        )
-        units = _entries(self, arr, n0 + 2, frame_index, pos + UNIT_HEADER_SIZE)
-        pts = fh["pts"] if fh["flags"] & FRAME_HAS_PTS else None
-        return FrameEntry(frame_index, pts, fh["metadata"], units, pos, frag_end - pos, fh_unit, ix_unit)
-
-
-def _entries(
-    bs: Bitstream, arr: np.ndarray, first_number: int, frame: int, payload_base: int
-) -> list[UnitEntry]:
-    """UnitEntry objects for a validated index table, built column-wise (the open's hot loop)."""
-    present = arr["present"]
-
-    def optional(name: str, bit: int) -> list:
-        col = arr[name].astype(object)
-        col[(present & bit) == 0] = None
-        return col.tolist()
-
-    boxes = list(zip(*(arr[k].tolist() for k in ("x0", "y0", "x1", "y1"))))
-    for i in np.flatnonzero((present & PRESENT_BBOX) == 0).tolist():
-        boxes[i] = None
-    count = len(arr)
-    return list(
-        map(
-            UnitEntry,
-            range(first_number, first_number + count),
-            [_TYPE_BY_ID.get(t, t) for t in arr["type"].tolist()],
-            arr["flags"].tolist(),
-            repeat(frame, count),
-            optional("object_id", PRESENT_OBJECT),
-            optional("class_id", PRESENT_CLASS),
-            optional("group_id", PRESENT_GROUP),
-            boxes,
-            optional("score", PRESENT_SCORE),
-            (arr["offset"].astype(np.int64) + payload_base).tolist(),
-            arr["length"].tolist(),
-            repeat(bs, count),
-            repeat(False, count),
-        )
-    )
-
 
 def open_bitstream(
     source, limits: Limits | None = None, verify: bool = True, strict: bool = False

@@ -13,13 +13,15 @@ import mmap
 import os
 import re
 import threading
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 from ssb.errors import TruncatedError
 
 __all__ = ["Source", "MemorySource", "FileSource", "source_for"]
 
 _SCAN_CHUNK = 1 << 20
+# "scheme://" (two or more letters: not a Windows drive), or fsspec's chained "a::b://".
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]+(::[A-Za-z][A-Za-z0-9+.\-]*)*://")
 
 
 class Source:
@@ -55,6 +57,14 @@ class Source:
             if pos + n >= self.size:
                 return
             pos += n - overlap
+
+    def prefetch(self, ranges: Iterable[tuple[int, int]]) -> int:
+        """Hint that the sorted ``(start, stop)`` byte ``ranges`` are read next; the bytes fetched.
+
+        Local sources ignore it (0); remote ones (:mod:`ssb.format.remote`) fetch the ranges,
+        coalesced, into their cache so that reading them makes no further request.
+        """
+        return 0
 
     def close(self) -> None:
         pass
@@ -111,11 +121,21 @@ class FileSource(Source):
 
 
 def source_for(obj) -> tuple[Source, bool]:
-    """A :class:`Source` for a path, bytes-like object or binary file object.
+    """A :class:`Source` for a path, URL, bytes-like object or binary file object.
 
     Returns (source, owned): ``owned`` is true when closing the bitstream must
-    release the source (paths are memory-mapped read-only).
+    release the source (paths are memory-mapped read-only).  An ``http(s)://`` URL is read
+    with range requests, another ``scheme://`` URL through fsspec (:mod:`ssb.format.remote`);
+    a :class:`Source` is used as given (and not owned).
     """
+    if isinstance(obj, Source):
+        return obj, False
+    if isinstance(obj, str) and _URL.match(obj):
+        from ssb.format import remote
+
+        if obj[:8].lower().startswith(("http://", "https://")):
+            return remote.HTTPRangeSource(obj), True
+        return remote.FsspecSource(obj), True
     if isinstance(obj, (str, os.PathLike)):
         with builtins.open(obj, "rb") as f:
             size = os.fstat(f.fileno()).st_size

@@ -10,6 +10,7 @@ import dataclasses
 from collections import defaultdict
 from typing import Any
 
+from ssb.format.labels import label_names
 from ssb.format.layout import type_name
 from ssb.format.reader import Bitstream
 
@@ -17,18 +18,8 @@ __all__ = ["summarize", "class_names"]
 
 
 def class_names(metadata: dict[str, Any]) -> dict[int, str]:
-    """Class id -> name from sequence metadata ``classes`` ({id: name} or a list indexed by id)."""
-    classes = metadata.get("classes") if isinstance(metadata, dict) else None
-    names: dict[int, str] = {}
-    if isinstance(classes, dict):
-        for key, name in classes.items():
-            try:
-                names[int(key)] = str(name)
-            except (TypeError, ValueError):
-                continue
-    elif isinstance(classes, list):
-        names = {i: str(n) for i, n in enumerate(classes) if n is not None}
-    return names
+    """Class id -> name from sequence metadata (a registered ``labels`` set and/or ``classes``)."""
+    return label_names(metadata)
 
 
 def _area(b: tuple[float, float, float, float]) -> float:
@@ -60,12 +51,13 @@ def summarize(bs: Bitstream, *, boxes: bool = True) -> dict[str, Any]:
             acc = types[type_name(u.type)]
             acc[0] += 1
             acc[1] += u.size
+        for u in [*fr.units, *fr.descriptors]:
             if u.object_id is not None:
                 objects.add(u.object_id)
             if u.class_id is not None:
                 key = (
                     fr.frame_index,
-                    ("object", u.object_id) if u.object_id is not None else ("unit", u.number),
+                    ("object", u.object_id) if u.object_id is not None else ("unit", id(u)),
                 )
                 frame_dets[u.class_id].add(key)
                 det = detections[u.class_id]
@@ -82,6 +74,8 @@ def summarize(bs: Bitstream, *, boxes: bool = True) -> dict[str, Any]:
                 "bytes": fr.length,
                 "share": fr.length / size,
                 "units": len(fr.units),
+                "refs": list(fr.refs),
+                "described": len(fr.descriptors),
                 "types": {k: {"units": v[0], "bytes": v[1]} for k, v in sorted(types.items())},
                 "objects": len(objects),
                 "classes": {names.get(c, str(c)): n for c, n in sorted(per_class.items())},
@@ -114,15 +108,16 @@ def summarize(bs: Bitstream, *, boxes: bool = True) -> dict[str, Any]:
                     "group_id": u.group_id,
                     "bbox": list(u.bbox),
                     "score": u.score,
-                    "unit": u.number,
+                    "unit": getattr(u, "number", None),
                 }
                 for u in dets
                 if u.bbox is not None
             )
-    box_list.sort(key=lambda b: (b["frame"], b["unit"]))
+    box_list.sort(key=lambda b: (b["frame"], b["object_id"] if b["object_id"] is not None else -1))
 
     h = bs.header
     content = sum(u.length for fr in bs.frames for u in fr.units)
+    gops = _gops(bs)
     out = {
         "version": f"{bs.version[0]}.{bs.version[1]}",
         "size": bs.size,
@@ -138,11 +133,53 @@ def summarize(bs: Bitstream, *, boxes: bool = True) -> dict[str, Any]:
             k: {"units": v[0], "bytes": v[1], "share": v[1] / size} for k, v in sorted(by_type.items())
         },
         "frames": frames,
+        "gops": gops,
         "classes": classes,
         "errors": [str(e) for e in bs.errors],
     }
+    if (h.metadata or {}).get("object_ids") == "tracks":
+        out["tracks"] = _tracks(bs, names)
     if boxes:
         out["boxes"] = box_list
     out["bytes_read"] = bs.bytes_read
     out["bytes_read_fraction"] = bs.bytes_read / size
+    return out
+
+
+def _gops(bs: Bitstream) -> list[dict[str, Any]]:
+    """Groups of pictures: each frame that decodes alone (no references) opens one."""
+    gops: list[dict[str, Any]] = []
+    for fr in bs.frames:
+        if not fr.refs or not gops:
+            gops.append({"key": fr.frame_index, "frames": 0, "last": fr.frame_index, "bytes": 0,
+                         "key_bytes": fr.length})
+        g = gops[-1]
+        g["frames"] += 1
+        g["last"] = fr.frame_index
+        g["bytes"] += fr.length
+    return gops
+
+
+def _tracks(bs: Bitstream, names: dict[int, str], path_points: int = 8) -> list[dict[str, Any]]:
+    """Object tracks from the index (object ids are track ids): class, first/last frame, a sampled path."""
+    seen: dict[int, dict[str, Any]] = {}
+    for fr in bs.frames:
+        done = set()
+        for u in [*fr.descriptors, *fr.units]:
+            oid = u.object_id
+            if oid is None or oid in done or u.bbox is None:
+                continue
+            done.add(oid)
+            t = seen.setdefault(oid, {"id": oid, "class_id": u.class_id, "class": names.get(u.class_id),
+                                      "first": fr.frame_index, "last": fr.frame_index, "frames": 0, "centres": []})
+            t["last"] = fr.frame_index
+            t["frames"] += 1
+            x0, y0, x1, y1 = u.bbox
+            t["centres"].append([fr.frame_index, round((x0 + x1) / 2, 1), round((y0 + y1) / 2, 1)])
+    out = []
+    for t in sorted(seen.values(), key=lambda t: (t["first"], t["id"])):
+        c = t.pop("centres")
+        step = max(1, -(-len(c) // path_points))
+        t["path"] = c[::step] + ([c[-1]] if (len(c) - 1) % step else [])
+        out.append(t)
     return out

@@ -1,25 +1,27 @@
-"""A small declarative syntax for the fixed-layout structures of the SSB container.
+"""A small declarative syntax: every structure of SSB (container and codec payloads) written once.
 
-Every structure of the format is written down once, as a :class:`Struct` of
-:class:`Field` rows (name, wire type, meaning, constraints) plus cross-field
-:class:`Check` rules.  The same object
+A :class:`Struct` is a sequence of :class:`Field` rows (name, wire type, meaning, constraints,
+an optional presence condition, an optional count) plus cross-field :class:`Check` rules.
+The same object
 
-* decodes bytes (:meth:`Struct.unpack`, and :meth:`Struct.unpack_array` for
-  tables of fixed-size records, validated with numpy in one pass),
+* decodes bytes (:meth:`Struct.unpack`; :meth:`Struct.unpack_array` decodes a table of
+  fixed-size records with numpy in one pass),
 * encodes values (:meth:`Struct.pack`), applying the very same validation,
 * renders the normative field table of ``docs/format.md`` (:meth:`Struct.markdown`),
 
-so the reader, the writer and the specification cannot drift apart.
+so the reader, the writer and the specification cannot drift apart.  Wire types are described in
+:mod:`ssb.format.wire`; beyond them a field may be ``bytes`` (its byte count in another field, or
+the rest of the structure), ``uv[]`` (varints, their count in another field) or ``struct[]``
+(records of another :class:`Struct`).
 
-Wire types are little-endian: ``u8 u16 u32 u64 i64 f32`` (IEEE-754 binary32),
-``bytes8`` (8 raw bytes) and two variable-length types that may only follow
-the fixed fields: ``str16`` (u16 byte count + UTF-8 text) and ``json32``
-(u32 byte count + UTF-8 JSON text of one object).
+Checks marked ``context=True`` compare fields with what the *decoder* knows (a model's split
+grid, its number of quality levels ...): they run when the caller passes ``ctx``, so a payload
+field can never ask for more than the model it is decoded with allows, before anything is
+allocated for it.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from dataclasses import dataclass
@@ -29,35 +31,38 @@ import numpy as np
 
 from ssb.errors import LimitExceededError, MalformedFieldError
 from ssb.format.limits import DEFAULT_LIMITS, Limits
+from ssb.format.wire import (
+    FIXED,
+    UV_MAX,
+    VAR_PREFIX,
+    dump_json,
+    dump_str,
+    is_number,
+    load_json,
+    load_str,
+    read_uv,
+    unzigzag,
+    write_uv,
+    zigzag,
+)
 
-__all__ = ["Field", "Check", "Struct", "dump_json", "load_json"]
+__all__ = ["Field", "Check", "Struct", "Record", "dump_json", "load_json"]
 
-#: wire type -> (struct code, size in bytes, numpy dtype, lowest value, highest value)
-_FIXED: dict[str, tuple[str, int, str, int | None, int | None]] = {
-    "u8": ("B", 1, "<u1", 0, 0xFF),
-    "u16": ("H", 2, "<u2", 0, 0xFFFF),
-    "u32": ("I", 4, "<u4", 0, 0xFFFF_FFFF),
-    "u64": ("Q", 8, "<u8", 0, 0xFFFF_FFFF_FFFF_FFFF),
-    "i64": ("q", 8, "<i8", -(1 << 63), (1 << 63) - 1),
-    "f32": ("f", 4, "<f4", None, None),
-    "bytes8": ("8s", 8, "S8", None, None),
-}
-#: variable-length wire type -> (length prefix struct, its size, largest byte count)
-_VAR: dict[str, tuple[struct.Struct, int, int]] = {
-    "str16": (struct.Struct("<H"), 2, 0xFFFF),
-    "json32": (struct.Struct("<I"), 4, 0xFFFF_FFFF),
-}
-_F32_MAX = 3.4028234663852886e38
+_VARINTS = ("uv", "sv")
+_OTHER = ("bytes", "uv[]", "struct[]")
 
 
 @dataclass(frozen=True)
 class Field:
     """One field of a structure.
 
-    ``min``/``max`` bound the value (for ``str16``/``json32``: the byte count) and
-    are violations of the syntax (:class:`MalformedFieldError`); ``limit`` names a
-    :class:`Limits` attribute that bounds it as a reader/writer policy
-    (:class:`LimitExceededError`); ``const`` fixes the value (the magic number).
+    ``min``/``max`` bound the value (for ``str16``/``json32``/``bytes``: the byte count; for
+    ``uv[]``: each element) and are violations of the syntax (:class:`MalformedFieldError`);
+    ``limit`` names a :class:`Limits` attribute that bounds it as a reader/writer policy
+    (:class:`LimitExceededError`); ``const`` fixes the value.  ``when = (field, mask, set)``:
+    the field is present only when ``bool(values[field] & mask) == set``.  ``count`` names the
+    field holding the element (or byte) count of a ``uv[]``, ``struct[]`` or ``bytes`` field
+    (``None`` for ``bytes``: the rest of the structure); ``of`` is the record type of ``struct[]``.
     """
 
     name: str
@@ -67,28 +72,40 @@ class Field:
     max: int | None = None
     limit: str | None = None
     const: Any = None
+    when: tuple[str, int, bool] | None = None
+    count: str | None = None
+    of: Struct | None = None
+    #: struct[] only: each record is preceded by its byte count (``uv``), so later minor versions
+    #: can append fields to the record and older readers skip them
+    sized: bool = False
 
     def __post_init__(self) -> None:
-        if self.type not in _FIXED and self.type not in _VAR:
+        if self.type not in FIXED and self.type not in VAR_PREFIX and self.type not in _VARINTS + _OTHER:
             raise TypeError(f"unknown wire type {self.type!r} for field {self.name!r}")
+        if self.type in ("uv[]", "struct[]") and self.count is None:
+            raise TypeError(f"{self.name}: a {self.type} field needs count=")
+        if (self.type == "struct[]") != (self.of is not None):
+            raise TypeError(f"{self.name}: of= goes with struct[] fields only")
 
     @property
     def fixed(self) -> bool:
-        return self.type in _FIXED
+        """True for a fixed-size, always-present field."""
+        return self.type in FIXED and self.when is None
+
+    def present(self, values: Mapping[str, Any]) -> bool:
+        if self.when is None:
+            return True
+        name, mask, want = self.when
+        return bool((values.get(name) or 0) & mask) == want
 
     def constraint(self) -> str:
         """The constraints in words, for the specification table."""
         parts = []
         if self.const is not None:
-            parts.append(
-                "= "
-                + (
-                    " ".join(f"{b:02X}" for b in self.const)
-                    if isinstance(self.const, bytes)
-                    else repr(self.const)
-                )
-            )
-        what = "byte count" if not self.fixed else "value"
+            c = self.const
+            parts.append("= " + (" ".join(f"{b:02X}" for b in c) if isinstance(c, bytes) else repr(c)))
+        what = "byte count" if self.type in VAR_PREFIX or self.type == "bytes" else (
+            "each" if self.type == "uv[]" else "value")
         if self.min is not None:
             parts.append(f"{what} ≥ {self.min}")
         if self.max is not None:
@@ -99,6 +116,9 @@ class Field:
             parts.append("finite")
         if self.type == "json32":
             parts.append("a JSON object")
+        if self.when is not None:
+            name, mask, want = self.when
+            parts.append(f"present only if `{name}` & {mask} {'≠' if want else '='} 0")
         return ", ".join(parts) or "—"
 
 
@@ -106,134 +126,190 @@ class Field:
 class Check:
     """A rule over several fields of one record, blamed on ``field``.
 
-    ``test`` receives a mapping of field values and returns a truth value; it must
-    use only ``& | ~ == != < <= > >=`` so it also works elementwise on a numpy
-    structured array of records.
+    ``test`` receives the field values (and, with ``context=True``, the decoder's context mapping)
+    and returns a truth value.  A non-context test must use only ``& | ~ == != < <= > >=`` so it
+    also works elementwise on a numpy structured array of records.
     """
 
     field: str
     message: str
-    test: Callable[[Any], Any]
+    test: Callable[..., Any]
+    context: bool = False
+
+
+class Record(dict):
+    """Decoded field values; ``offsets`` maps each decoded field to its absolute byte offset."""
+
+    offsets: dict[str, int]
 
 
 class Struct:
-    """A structure: fixed-size fields first, then optional variable-length fields."""
+    """A structure: fields decoded in order (a leading run of fixed fields in one ``struct`` call)."""
 
     def __init__(self, name: str, fields: Iterable[Field], checks: Iterable[Check] = (), doc: str = ""):
         self.name = name
         self.doc = doc
         self.fields = tuple(fields)
         self.checks = tuple(checks)
-        fixed = [f for f in self.fields if f.fixed]
-        self.var_fields = tuple(f for f in self.fields if not f.fixed)
-        if self.fields[: len(fixed)] != tuple(fixed):
-            raise TypeError(f"{name}: variable-length fields must follow every fixed field")
-        self.fixed_fields = tuple(fixed)
-        self._st = struct.Struct("<" + "".join(_FIXED[f.type][0] for f in fixed))
-        self.fixed_size = self._st.size
-        self.offsets: dict[str, int] = {}
+        n = 0
+        while n < len(self.fields) and self.fields[n].fixed:
+            n += 1
+        self._prefix = self.fields[:n]
+        self._rest = self.fields[n:]
+        self._st = struct.Struct("<" + "".join(FIXED[f.type][0] for f in self._prefix))
+        self.offsets: dict[str, int] = {}  # static offsets of the fixed prefix
         pos = 0
-        for f in fixed:
+        for f in self._prefix:
             self.offsets[f.name] = pos
-            pos += _FIXED[f.type][1]
-        self.dtype = np.dtype(
-            {
-                "names": [f.name for f in fixed],
-                "formats": [_FIXED[f.type][2] for f in fixed],
-                "offsets": [self.offsets[f.name] for f in fixed],
-                "itemsize": self.fixed_size,
-            }
-        )
+            pos += FIXED[f.type][1]
+        self.fixed_size = self._st.size
+        self.fixed_fields = self._prefix
+        self.dtype = np.dtype({
+            "names": [f.name for f in self._prefix],
+            "formats": [FIXED[f.type][2] for f in self._prefix],
+            "offsets": [self.offsets[f.name] for f in self._prefix],
+            "itemsize": self.fixed_size,
+        })
         self._by_name = {f.name: f for f in self.fields}
         for c in self.checks:
-            if c.field not in self.offsets:
-                raise TypeError(f"{name}: check blames unknown fixed field {c.field!r}")
+            if c.field not in self._by_name:
+                raise TypeError(f"{name}: check blames unknown field {c.field!r}")
+        for f in self.fields:
+            for ref in ([f.when[0]] if f.when else []) + ([f.count] if f.count else []):
+                if ref not in self._by_name or self.fields.index(self._by_name[ref]) >= self.fields.index(f):
+                    raise TypeError(f"{name}.{f.name}: {ref!r} must be an earlier field")
 
     @property
     def size(self) -> int | None:
         """Byte size when every field is fixed, else ``None``."""
-        return None if self.var_fields else self.fixed_size
+        return None if self._rest else self.fixed_size
+
+    def field(self, name: str) -> Field:
+        return self._by_name[name]
 
     # ------------------------------------------------------------------ decoding
-    def unpack(
-        self, buf, *, base: int = 0, path: str = "", limits: Limits = DEFAULT_LIMITS, pos: int = 0
-    ) -> tuple[dict[str, Any], int]:
-        """Decode and validate one record at ``buf[pos:]``; returns (values, end position).
+    def unpack(self, buf, *, base: int = 0, path: str = "", limits: Limits = DEFAULT_LIMITS, pos: int = 0,
+               end: int | None = None, ctx: Mapping[str, Any] | None = None) -> tuple[Record, int]:
+        """Decode and validate one record at ``buf[pos:end]``; returns (values, end position).
 
-        ``base`` is the absolute stream offset of ``buf[0]`` (for error offsets),
-        ``path`` the field path prefix (``"unit[3].payload"``).  Bytes after the
-        last field are left alone (later minor versions may append fields).
+        ``base`` is the absolute stream offset of ``buf[0]`` (for error offsets), ``path`` the
+        field path prefix (``"unit[3].payload"``).  Bytes after the last field are left alone
+        (later minor versions may append fields).
         """
-        values, end = self.decode(buf, base=base, path=path, limits=limits, pos=pos)
-        self.validate(values, base=base + pos, path=path, limits=limits)
-        return values, end
+        values, stop = self.decode(buf, base=base, path=path, limits=limits, pos=pos, end=end, ctx=ctx)
+        self.validate(values, path=path, limits=limits, ctx=ctx)
+        return values, stop
 
-    def decode(
-        self, buf, *, base: int = 0, path: str = "", limits: Limits = DEFAULT_LIMITS, pos: int = 0
-    ) -> tuple[dict[str, Any], int]:
-        """Like :meth:`unpack` but without the value checks of the fixed fields.
-
-        Variable-length fields are still bounded (``max``/``limit`` on their byte
-        count) before their bytes are touched.
-        """
-        avail = len(buf) - pos
+    def decode(self, buf, *, base: int = 0, path: str = "", limits: Limits = DEFAULT_LIMITS, pos: int = 0,
+               end: int | None = None, ctx: Mapping[str, Any] | None = None) -> tuple[Record, int]:
+        """Like :meth:`unpack` without the value checks, but every count and length is still bounded
+        (against the bytes left, ``max`` and ``limit``) before anything is read or allocated."""
+        end = len(buf) if end is None else end
+        avail = end - pos
+        values = Record()
+        offsets: dict[str, int] = {}
+        values.offsets = offsets
         if avail < self.fixed_size:
-            missing = next(f for f in self.fixed_fields if self.offsets[f.name] + _FIXED[f.type][1] > avail)
-            raise MalformedFieldError(
-                f"{self.name} needs {self.fixed_size} bytes, only {avail} left",
-                offset=base + pos + self.offsets[missing.name],
-                field=_join(path, missing.name),
-            )
-        values = dict(zip((f.name for f in self.fixed_fields), self._st.unpack_from(buf, pos)))
-        pos += self.fixed_size
-        for f in self.var_fields:
-            prefix, psize, _ = _VAR[f.type]
+            missing = next(f for f in self._prefix if self.offsets[f.name] + FIXED[f.type][1] > avail)
+            raise MalformedFieldError(f"{self.name} needs {self.fixed_size} bytes, only {avail} left",
+                                      offset=base + pos + self.offsets[missing.name], field=_join(path, missing.name))
+        if self._prefix:
+            values.update(zip((f.name for f in self._prefix), self._st.unpack_from(buf, pos)))
+            for f in self._prefix:
+                offsets[f.name] = base + pos + self.offsets[f.name]
+            pos += self.fixed_size
+        for f in self._rest:
             fpath = _join(path, f.name)
-            if len(buf) - pos < psize:
+            if not f.present(values):
+                values[f.name] = None
+                continue
+            offsets[f.name] = base + pos
+            values[f.name], pos = self._decode_field(f, buf, pos, end, base, fpath, limits, values, ctx)
+        return values, pos
+
+    def _decode_field(self, f: Field, buf, pos: int, end: int, base: int, fpath: str, limits: Limits,
+                      values: Mapping[str, Any], ctx) -> tuple[Any, int]:
+        t = f.type
+        if t in FIXED:
+            size = FIXED[t][1]
+            if end - pos < size:
+                raise MalformedFieldError(f"{f.name}: needs {size} bytes, only {end - pos} left",
+                                          offset=base + pos, field=fpath)
+            return struct.unpack_from("<" + FIXED[t][0], buf, pos)[0], pos + size
+        if t in _VARINTS:
+            v, pos2 = read_uv(buf, pos, end, offset=base + pos, field=fpath)
+            return (unzigzag(v) if t == "sv" else v), pos2
+        if t in VAR_PREFIX:
+            prefix, psize, _ = VAR_PREFIX[t]
+            if end - pos < psize:
                 raise MalformedFieldError(f"{f.name}: byte count missing", offset=base + pos, field=fpath)
             (n,) = prefix.unpack_from(buf, pos)
             self._check_count(f, n, limits, fpath, base + pos)
             pos += psize
-            if len(buf) - pos < n:
-                raise MalformedFieldError(
-                    f"{f.name}: declares {n} bytes, only {len(buf) - pos} left",
-                    offset=base + pos - psize,
-                    field=fpath,
-                )
-            raw = bytes(buf[pos : pos + n])
-            values[f.name] = (
-                load_json(raw, fpath, base + pos) if f.type == "json32" else _load_str(raw, fpath, base + pos)
-            )
-            pos += n
-        return values, pos
+            if end - pos < n:
+                raise MalformedFieldError(f"{f.name}: declares {n} bytes, only {end - pos} left",
+                                          offset=base + pos - psize, field=fpath)
+            raw = bytes(buf[pos: pos + n])
+            value = load_json(raw, fpath, base + pos) if t == "json32" else load_str(raw, fpath, base + pos)
+            return value, pos + n
+        n = end - pos if (t == "bytes" and f.count is None) else values[f.count]
+        if t == "bytes":
+            self._check_count(f, n, limits, fpath, base + pos)
+            if n > end - pos:
+                raise MalformedFieldError(f"{f.name}: {f.count} declares {n} bytes, only {end - pos} left",
+                                          offset=base + pos, field=fpath)
+            return memoryview(buf)[pos: pos + n], pos + n
+        if n > end - pos:  # every element takes at least one byte: refuse before looping
+            raise MalformedFieldError(f"{f.name}: {f.count} declares {n} elements, only {end - pos} bytes left",
+                                      offset=base + pos, field=fpath)
+        out = []
+        for i in range(n):
+            epath = f"{fpath}[{i}]"
+            if t == "uv[]":
+                v, pos = read_uv(buf, pos, end, offset=base + pos, field=epath)
+            elif f.sized:
+                size, start = read_uv(buf, pos, end, offset=base + pos, field=f"{epath}.size")
+                if size > end - start:
+                    raise MalformedFieldError(f"record of {size} bytes runs past the end of its structure "
+                                              f"({end - start} left)", offset=base + pos, field=f"{epath}.size")
+                v, _ = f.of.unpack(buf, base=base, path=epath, limits=limits, pos=start, end=start + size, ctx=ctx)
+                pos = start + size
+            else:
+                v, pos = f.of.unpack(buf, base=base, path=epath, limits=limits, pos=pos, end=end, ctx=ctx)
+            out.append(v)
+        return out, pos
 
-    def validate(
-        self,
-        values: Mapping[str, Any],
-        *,
-        base: int | None = 0,
-        path: str = "",
-        limits: Limits = DEFAULT_LIMITS,
-    ) -> None:
-        """Check decoded fixed-field values and the cross-field rules."""
-        for f in self.fixed_fields:
-            _check_value(f, values[f.name], limits, _join(path, f.name), _at(base, self.offsets[f.name]))
+    def validate(self, values: Mapping[str, Any], *, base: int | None = 0, path: str = "",
+                 limits: Limits = DEFAULT_LIMITS, ctx: Mapping[str, Any] | None = None) -> None:
+        """Check decoded values and the cross-field rules (context rules only when ``ctx`` is given)."""
+        offsets = getattr(values, "offsets", None)
+
+        def at(name: str) -> int | None:
+            if offsets is not None and name in offsets:
+                return offsets[name]
+            return None if base is None or name not in self.offsets else base + self.offsets[name]
+
+        for f in self.fields:
+            v = values.get(f.name)
+            if v is None or f.type in VAR_PREFIX or f.type in ("bytes", "struct[]"):
+                continue
+            for item in (v if f.type == "uv[]" else (v,)):
+                _check_value(f, item, limits, _join(path, f.name), at(f.name))
         for c in self.checks:
-            if not c.test(values):
-                raise MalformedFieldError(
-                    c.message, offset=_at(base, self.offsets[c.field]), field=_join(path, c.field)
-                )
+            if c.context and ctx is None:
+                continue
+            if not (c.test(values, ctx) if c.context else c.test(values)):
+                raise MalformedFieldError(c.message, offset=at(c.field), field=_join(path, c.field))
 
-    def unpack_array(
-        self, buf, count: int, stride: int, *, base: int = 0, path: str = "", limits: Limits = DEFAULT_LIMITS
-    ) -> np.ndarray:
-        """Decode ``count`` records spaced ``stride`` bytes apart, validated vectorially.
+    def unpack_array(self, buf, count: int, stride: int, *, base: int = 0, path: str = "",
+                     limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
+        """Decode ``count`` fixed records spaced ``stride`` bytes apart, validated vectorially.
 
-        The caller has checked that ``buf`` holds ``count * stride`` bytes.  Returns a
-        read-only numpy structured array viewing ``buf`` (no copy).  Errors name the
-        first bad record as ``path[i].field``.
+        The caller has checked that ``buf`` holds ``count * stride`` bytes.  Returns a read-only
+        numpy structured array viewing ``buf`` (no copy).  Errors name the first bad record as
+        ``path[i].field``.
         """
-        if self.var_fields:
+        if self._rest:
             raise TypeError(f"{self.name} has variable-length fields")
         if count == 0:
             return np.zeros(0, dtype=self.dtype)
@@ -241,13 +317,10 @@ class Struct:
 
         def fail(bad: np.ndarray, name: str, message: str, exc=MalformedFieldError) -> None:
             i = int(np.flatnonzero(bad)[0])
-            raise exc(
-                message.format(value=arr[name][i].item()),
-                offset=base + i * stride + self.offsets[name],
-                field=f"{path}[{i}].{name}",
-            )
+            raise exc(message.format(value=arr[name][i].item()), offset=base + i * stride + self.offsets[name],
+                      field=f"{path}[{i}].{name}")
 
-        for f in self.fixed_fields:
+        for f in self._prefix:
             col = arr[f.name]
             if f.type == "f32":
                 bad = ~np.isfinite(col)
@@ -260,9 +333,7 @@ class Struct:
             if f.limit is not None:
                 lim = getattr(limits, f.limit)
                 if (bad := col > lim).any():
-                    fail(
-                        bad, f.name, f"{f.name} {{value}} exceeds Limits.{f.limit}={lim}", LimitExceededError
-                    )
+                    fail(bad, f.name, f"{f.name} {{value}} exceeds Limits.{f.limit}={lim}", LimitExceededError)
         for c in self.checks:
             bad = ~np.asarray(c.test(arr), dtype=bool)
             if bad.any():
@@ -270,43 +341,64 @@ class Struct:
         return arr
 
     # ------------------------------------------------------------------ encoding
-    def pack(
-        self,
-        values: Mapping[str, Any],
-        *,
-        path: str = "",
-        limits: Limits = DEFAULT_LIMITS,
-        validate: bool = True,
-    ) -> bytes:
-        """Encode one record, applying the same checks as :meth:`unpack` first."""
+    def pack(self, values: Mapping[str, Any], *, path: str = "", limits: Limits = DEFAULT_LIMITS,
+             validate: bool = True, ctx: Mapping[str, Any] | None = None) -> bytes:
+        """Encode one record, applying the same checks as :meth:`unpack` first.
+
+        A count field left out (or ``None``) is filled with the length of the field it counts.
+        """
+        values = dict(values)
+        for f in self.fields:
+            values.setdefault(f.name, None)
+            if f.count is not None and values.get(f.count) is None and values.get(f.name) is not None:
+                values[f.count] = len(values[f.name])
         if validate:
-            for f in self.fixed_fields:
-                _check_type(f, values.get(f.name), _join(path, f.name))
-            self.validate(values, base=None, path=path, limits=limits)
-        out = [self._st.pack(*(values[f.name] for f in self.fixed_fields))]
-        for f in self.var_fields:
-            fpath = _join(path, f.name)
-            value = values.get(f.name)
-            raw = dump_json(value, fpath) if f.type == "json32" else _dump_str(value, fpath)
-            self._check_count(f, len(raw), limits, fpath, None)
-            out.append(_VAR[f.type][0].pack(len(raw)))
-            out.append(raw)
+            for f in self.fields:
+                if f.present(values) and f.type in FIXED:
+                    _check_type(f, values.get(f.name), _join(path, f.name))
+            self.validate(values, base=None, path=path, limits=limits, ctx=ctx)
+        out = [self._st.pack(*(values[f.name] for f in self._prefix))] if self._prefix else []
+        for f in self._rest:
+            if f.present(values):
+                out.append(self._pack_field(f, values, _join(path, f.name), limits, ctx, validate))
         return b"".join(out)
+
+    def _pack_field(self, f: Field, values: Mapping[str, Any], fpath: str, limits: Limits, ctx, validate) -> bytes:
+        v = values.get(f.name)
+        t = f.type
+        if t in FIXED:
+            return struct.pack("<" + FIXED[t][0], v)
+        if t in _VARINTS:
+            return write_uv(_varint(f, v, fpath, signed=t == "sv"))
+        if t in VAR_PREFIX:
+            raw = dump_json(v, fpath) if t == "json32" else dump_str(v, fpath)
+            self._check_count(f, len(raw), limits, fpath, None)
+            return VAR_PREFIX[t][0].pack(len(raw)) + raw
+        if t == "bytes":
+            raw = bytes(v if v is not None else b"")
+            self._check_count(f, len(raw), limits, fpath, None)
+            if validate and f.count is not None and values[f.count] != len(raw):
+                raise MalformedFieldError(f"{f.count} is {values[f.count]}, {f.name} holds {len(raw)} bytes",
+                                          field=fpath)
+            return raw
+        items = list(v or ())
+        if validate and values[f.count] != len(items):
+            raise MalformedFieldError(f"{f.count} is {values[f.count]}, {f.name} holds {len(items)}", field=fpath)
+        if t == "uv[]":
+            return b"".join(write_uv(_varint(f, x, f"{fpath}[{i}]")) for i, x in enumerate(items))
+        packed = [f.of.pack(x, path=f"{fpath}[{i}]", limits=limits, validate=validate, ctx=ctx)
+                  for i, x in enumerate(items)]
+        return b"".join((write_uv(len(p)) + p) if f.sized else p for p in packed)
 
     def _check_count(self, f: Field, n: int, limits: Limits, path: str, offset: int | None) -> None:
         if f.min is not None and n < f.min:
-            raise MalformedFieldError(
-                f"{f.name} must hold ≥ {f.min} bytes, has {n}", offset=offset, field=path
-            )
-        hi = _VAR[f.type][2] if f.max is None else f.max
-        if n > hi:
+            raise MalformedFieldError(f"{f.name} must hold ≥ {f.min} bytes, has {n}", offset=offset, field=path)
+        hi = VAR_PREFIX[f.type][2] if (f.max is None and f.type in VAR_PREFIX) else f.max
+        if hi is not None and n > hi:
             raise MalformedFieldError(f"{f.name} must hold ≤ {hi} bytes, has {n}", offset=offset, field=path)
         if f.limit is not None and n > getattr(limits, f.limit):
-            raise LimitExceededError(
-                f"{f.name} declares {n} bytes, over Limits.{f.limit}={getattr(limits, f.limit)}",
-                offset=offset,
-                field=path,
-            )
+            raise LimitExceededError(f"{f.name} declares {n} bytes, over Limits.{f.limit}="
+                                     f"{getattr(limits, f.limit)}", offset=offset, field=path)
 
     # ------------------------------------------------------------------ documentation
     def markdown(self) -> str:
@@ -314,15 +406,22 @@ class Struct:
         rows = ["| Offset | Size | Field | Type | Constraint | Meaning |", "|---:|---:|---|---|---|---|"]
         pos: int | None = 0
         for f in self.fields:
-            if f.fixed:
-                size = str(_FIXED[f.type][1])
-                where = str(pos)
-                pos = pos + _FIXED[f.type][1] if pos is not None else None
+            where = str(pos) if pos is not None else "next"
+            if f.type in FIXED:
+                size, typ = str(FIXED[f.type][1]), f.type
+            elif f.type in _VARINTS:
+                size, typ = "1–9", f.type
+            elif f.type in VAR_PREFIX:
+                size, typ = f"{VAR_PREFIX[f.type][1]} + n", f.type
+            elif f.type == "bytes":
+                size, typ = (f"`{f.count}`" if f.count else "rest"), "bytes"
+            elif f.type == "uv[]":
+                size, typ = f"`{f.count}` × (1–9)", "uv[]"
             else:
-                size = f"{_VAR[f.type][1]} + n"
-                where = str(pos) if pos is not None else "next"
-                pos = None
-            rows.append(f"| {where} | {size} | `{f.name}` | {f.type} | {f.constraint()} | {f.doc} |")
+                size = f"`{f.count}` × ({'uv byte count + ' if f.sized else ''}record)"
+                typ = f"{f.of.name}[]"
+            pos = pos + FIXED[f.type][1] if (pos is not None and f.fixed) else None
+            rows.append(f"| {where} | {size} | `{f.name}` | {typ} | {f.constraint()} | {f.doc} |")
         for c in self.checks:
             rows.append(f"| | | *rule* | | `{c.field}`: {c.message} | |")
         return "\n".join(rows)
@@ -333,20 +432,19 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def _at(base: int | None, rel: int) -> int | None:
-    return None if base is None else base + rel
+def _varint(f: Field, v: Any, path: str, signed: bool = False) -> int:
+    lo, hi = (-(1 << 62), (1 << 62) - 1) if signed else (0, UV_MAX)
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= int(v) <= hi:
+        raise MalformedFieldError(f"{f.name} must be an integer in {lo}..{hi}, got {v!r}", field=path)
+    return zigzag(int(v)) if signed else int(v)
 
 
 def _check_type(f: Field, value: Any, path: str) -> None:
-    code = _FIXED[f.type]
+    code = FIXED[f.type]
     if f.type == "bytes8":
         ok = isinstance(value, bytes) and len(value) == 8
     elif f.type == "f32":
-        ok = (
-            isinstance(value, (int, float))
-            and not isinstance(value, bool)
-            and (not math.isfinite(value) or abs(value) <= _F32_MAX)
-        )
+        ok = is_number(value)
     else:
         ok = isinstance(value, int) and not isinstance(value, bool) and code[3] <= value <= code[4]
     if not ok:
@@ -363,55 +461,5 @@ def _check_value(f: Field, v: Any, limits: Limits, path: str, offset: int | None
     if f.max is not None and v > f.max:
         raise MalformedFieldError(f"{f.name} must be ≤ {f.max}, found {v}", offset=offset, field=path)
     if f.limit is not None and v > getattr(limits, f.limit):
-        raise LimitExceededError(
-            f"{f.name} {v} exceeds Limits.{f.limit}={getattr(limits, f.limit)}", offset=offset, field=path
-        )
-
-
-def _load_str(raw: bytes, path: str, offset: int) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MalformedFieldError(
-            f"invalid UTF-8 at byte {exc.start}", offset=offset + exc.start, field=path
-        ) from None
-
-
-def _dump_str(value: Any, path: str) -> bytes:
-    if not isinstance(value, str):
-        raise MalformedFieldError(f"must be a str, got {type(value).__name__}", field=path)
-    return value.encode("utf-8")
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def load_json(raw: bytes, path: str, offset: int) -> dict:
-    """Parse UTF-8 JSON text that must hold one object (NaN/Infinity refused)."""
-    try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError as exc:
-        raise MalformedFieldError(
-            f"invalid UTF-8 at byte {exc.start}", offset=offset + exc.start, field=path
-        ) from None
-    except (ValueError, RecursionError) as exc:
-        raise MalformedFieldError(f"invalid JSON: {str(exc)[:80]}", offset=offset, field=path) from None
-    if not isinstance(value, dict):
-        raise MalformedFieldError(
-            f"must be a JSON object, found {type(value).__name__}", offset=offset, field=path
-        )
-    return value
-
-
-def dump_json(value: Any, path: str) -> bytes:
-    """Canonical JSON of one object: sorted keys, no spaces, UTF-8, no NaN (deterministic bytes)."""
-    if value is None:
-        value = {}
-    if not isinstance(value, Mapping):
-        raise MalformedFieldError(f"must be a dict, got {type(value).__name__}", field=path)
-    try:
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise MalformedFieldError(f"not JSON-serialisable: {exc}", field=path) from None
-    return text.encode("utf-8")
+        raise LimitExceededError(f"{f.name} {v} exceeds Limits.{f.limit}={getattr(limits, f.limit)}",
+                                 offset=offset, field=path)

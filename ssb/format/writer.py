@@ -1,17 +1,16 @@
-"""The streaming, crash-safe writer.
+"""The streaming, crash-safe writer (it writes version 2.0; 1.x streams are read, never written).
 
-Each ``begin_frame`` ... ``end_frame`` pair becomes one self-contained
-fragment (FRAME_HEADER, INDEX, content units) written and flushed in one go,
-so whatever happens later, every fragment already written stays readable.
+Each ``begin_frame`` ... ``end_frame`` pair becomes one self-contained fragment (one
+FRAME_HEADER unit holding the frame fields and its index, then the content payloads) written and
+flushed in one go, so whatever happens later, every fragment already written stays readable.
 
-Atomicity (path targets): the stream is written to ``<path>.part``; a clean
-:meth:`Writer.close` appends the END unit, fsyncs and renames it to ``<path>``
-(``os.replace``).  A writer that raises inside its ``with`` block, calls
-:meth:`Writer.abort` or is killed leaves ``<path>`` untouched (absent if it was
-new) and ``<path>.part`` readable up to its last complete fragment; :func:`recover`
-turns such a ``.part`` into a finished file.  Appending (``append=True``) writes
-in place: a crash during an append leaves the fragments that existed before it,
-and every complete fragment appended since, readable.
+Atomicity (path targets): the stream is written to ``<path>.part``; a clean :meth:`Writer.close`
+appends the END unit, fsyncs and renames it to ``<path>`` (``os.replace``).  A writer that raises
+inside its ``with`` block, calls :meth:`Writer.abort` or is killed leaves ``<path>`` untouched
+(absent if it was new) and ``<path>.part`` readable up to its last complete fragment;
+:func:`recover` turns such a ``.part`` into a finished file.  Appending (``append=True``) writes in
+place: a crash during an append leaves the fragments that existed before it, and every complete
+fragment appended since, readable.
 """
 
 from __future__ import annotations
@@ -19,24 +18,20 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import io
-import operator
 import os
+import zlib
 from typing import Any, BinaryIO
 
 from ssb.errors import LimitExceededError, MalformedFieldError, TruncatedError, UnsupportedVersionError
+from ssb.format.entries import as_int, descriptor_entry, unit_entry
 from ssb.format.layout import (
     END,
     EXTENSION_HEADER,
+    FRAME_HAS_METADATA,
     FRAME_HAS_PTS,
-    FRAME_HEADER,
-    INDEX_ENTRY,
-    INDEX_ENTRY_SIZE,
-    INDEX_HEADER,
-    PRESENT_BBOX,
-    PRESENT_CLASS,
-    PRESENT_GROUP,
-    PRESENT_OBJECT,
-    PRESENT_SCORE,
+    FRAME_V2,
+    INDEX_ENTRY_V2,
+    PRESENT_SAME,
     SEQUENCE_HEADER,
     STRUCTURAL_TYPES,
     UNIT_HEADER_SIZE,
@@ -62,30 +57,22 @@ class Writer:
     Parameters
     ----------
     target:
-        A path (written atomically through ``<path>.part``) or a writable binary file
-        object (written from its current position, never closed by the writer; it
-        need not be seekable).
+        A path (written atomically through ``<path>.part``) or a writable binary file object
+        (written from its current position, never closed by the writer; it need not be seekable).
     header:
         The :class:`SequenceHeader`; optional when appending (must then equal the file's).
     limits:
         The limits the stream must respect (default :class:`Limits`), checked on every call.
     append:
-        Continue an existing stream at ``target`` (a path) in place: its END unit and any
+        Continue an existing 2.x stream at ``target`` (a path) in place: its END unit and any
         incomplete tail are cut off, new frames must have larger frame indices.
     fsync:
-        ``os.fsync`` after every fragment (durable against power loss, slower). The file
-        is always fsynced before the final rename.
+        ``os.fsync`` after every fragment (durable against power loss, slower). The file is
+        always fsynced before the final rename.
     """
 
-    def __init__(
-        self,
-        target,
-        header: SequenceHeader | None = None,
-        limits: Limits | None = None,
-        *,
-        append: bool = False,
-        fsync: bool = False,
-    ):
+    def __init__(self, target, header: SequenceHeader | None = None, limits: Limits | None = None, *,
+                 append: bool = False, fsync: bool = False):
         self.limits = limits or DEFAULT_LIMITS
         self._fsync = fsync
         self._frame: dict[str, Any] | None = None
@@ -96,6 +83,7 @@ class Writer:
         self.units_written = 0  # units in the stream so far (structural included)
         self.frames_written = 0
         self._last_frame: int | None = None
+        self._written: set[int] = set()  # frame indices written (references must name one)
         if append:
             self._open_append(target, header)
             return
@@ -110,9 +98,7 @@ class Writer:
         elif hasattr(target, "write") and not isinstance(target, io.TextIOBase):
             self._f = target
         else:
-            raise TypeError(
-                f"cannot write an SSB stream to {type(target).__name__}: give a path or a binary file"
-            )
+            raise TypeError(f"cannot write an SSB stream to {type(target).__name__}: give a path or a binary file")
         self.header = header
         self.offset = 0
         self._write(pack_preamble())
@@ -121,159 +107,139 @@ class Writer:
         self._flush()
 
     # ------------------------------------------------------------------ frames
-    def begin_frame(self, frame_index: int, pts: int | None = None, metadata: dict | None = None) -> None:
-        """Open the fragment of ``frame_index`` (must exceed every earlier frame index)."""
+    def begin_frame(self, frame_index: int, pts: int | None = None, metadata: dict | None = None,
+                    refs=()) -> None:
+        """Open the fragment of ``frame_index`` (must exceed every earlier frame index).
+
+        ``refs``: the frame indices (already written) this frame is predicted from; a frame with
+        none decodes alone.  ``pts``: presentation time in microseconds.
+        """
         self._check_open()
         if self._frame is not None:
             raise RuntimeError(f"frame {self._frame['frame_index']} is still open: call end_frame() first")
         path = f"frame[{frame_index}]"
-        frame_index = _as_int(frame_index, f"{path}.frame_index")
-        pts = None if pts is None else _as_int(pts, f"{path}.pts")
+        frame_index = as_int(frame_index, f"{path}.frame_index")
+        pts = None if pts is None else as_int(pts, f"{path}.pts")
         if self._last_frame is not None and frame_index <= self._last_frame:
-            raise MalformedFieldError(
-                f"frame index {frame_index} must exceed the previous one ({self._last_frame})",
-                field=f"{path}.frame_index",
-            )
+            raise MalformedFieldError(f"frame index {frame_index} must exceed the previous one ({self._last_frame})",
+                                      field=f"{path}.frame_index")
         if self.frames_written >= self.limits.max_frames:
-            raise LimitExceededError(
-                f"more than Limits.max_frames={self.limits.max_frames} frames", field=path
-            )
+            raise LimitExceededError(f"more than Limits.max_frames={self.limits.max_frames} frames", field=path)
+        ref_list = sorted({as_int(r, f"{path}.refs") for r in refs}, reverse=True)
+        for r in ref_list:
+            if r not in self._written:
+                raise MalformedFieldError(f"frame {frame_index} refers to frame {r}, which is not in the stream",
+                                          field=f"{path}.refs")
         values = {
             "frame_index": frame_index,
-            "flags": 0 if pts is None else FRAME_HAS_PTS,
-            "reserved": 0,
-            "pts": 0 if pts is None else pts,
+            "flags": (FRAME_HAS_PTS if pts is not None else 0) | (FRAME_HAS_METADATA if metadata else 0),
             "fragment_length": 1,
-            "metadata": metadata or {},
+            "pts": pts,
+            "refs": [frame_index - r for r in ref_list],
+            "metadata": dict(metadata) if metadata else None,
+            "entries": [],
         }
-        header_len = len(FRAME_HEADER.pack(values, path=path, limits=self.limits))  # validates every field
-        if header_len > self.limits.max_unit_size:
-            raise LimitExceededError(
-                f"frame header of {header_len} bytes, over Limits.max_unit_size={self.limits.max_unit_size}",
-                field=f"{path}.header.length",
-            )
-        self._frame = {
-            "frame_index": frame_index,
-            "values": values,
-            "units": [],
-            "objects": 0,
-            "size": 2 * UNIT_HEADER_SIZE + header_len + INDEX_HEADER.fixed_size,
-        }
+        FRAME_V2.pack(values, path=path, limits=self.limits)  # validates every field before anything is written
+        self._frame = {"frame_index": frame_index, "values": values, "payloads": [], "objects": 0, "size": 0}
 
-    def add_unit(
-        self,
-        type: UnitType | int,
-        payload,
-        *,
-        object_id: int | None = None,
-        class_id: int | None = None,
-        group_id: int | None = None,
-        bbox: tuple[float, float, float, float] | None = None,
-        score: float | None = None,
-        flags: int = 0,
-    ) -> int:
+    def add_unit(self, type: UnitType | int, payload, *, object_id: int | None = None, class_id: int | None = None,
+                 group_id: int | None = None, bbox: tuple[float, float, float, float] | None = None,
+                 score: float | None = None, flags: int = 0) -> int:
         """Add a unit; returns its number (its position in ``Bitstream.units`` when read back).
 
-        Inside a frame the unit joins the open fragment and its attributes go to the
-        fragment's index.  Outside a frame the unit is written at once as a
-        sequence-level unit, which carries no attributes (e.g. METADATA or EXTENSION).
-        ``payload`` is any bytes-like object; METADATA payloads must be a JSON object
-        and EXTENSION payloads must start with a namespace (see the specification).
+        Inside a frame the unit joins the open fragment and its attributes go to the fragment's
+        index.  Outside a frame the unit is written at once as a sequence-level unit, which carries
+        no attributes (e.g. METADATA or EXTENSION).  ``payload`` is any bytes-like object; METADATA
+        payloads must be a JSON object and EXTENSION payloads must start with a namespace.
+        Boxes are stored as integer pixels (rounded) in 0..65535 and scores in [0, 1] to 1/65535.
         """
         self._check_open()
         frame = self._frame
-        where = (
-            f"frame[{frame['frame_index']}].unit[{len(frame['units'])}]"
-            if frame is not None
-            else f"unit[{self.units_written}]"
-        )
-        type_id = _as_int(type, f"{where}.type")
+        where = (f"frame[{frame['frame_index']}].unit[{len(frame['values']['entries'])}]" if frame is not None
+                 else f"unit[{self.units_written}]")
+        type_id = as_int(type, f"{where}.type")
         if type_id in _STRUCTURAL_IDS or not 0 < type_id <= 0xFFFF:
-            raise MalformedFieldError(
-                f"unit type {type_id} cannot be added (structural, or not a u16 ≥ 1)", field=f"{where}.type"
-            )
+            raise MalformedFieldError(f"unit type {type_id} cannot be added (structural, or not a u16 ≥ 1)",
+                                      field=f"{where}.type")
         data = payload if isinstance(payload, bytes) else memoryview(payload).tobytes()
-        header = pack_unit_header(type_id, flags, data, limits=self.limits, path=f"{where}.header")
+        if len(data) > self.limits.max_unit_size:
+            raise LimitExceededError(f"payload of {len(data)} bytes, over Limits.max_unit_size="
+                                     f"{self.limits.max_unit_size}", field=f"{where}.payload")
         _check_payload(type_id, data, self.limits, f"{where}.payload")
         if frame is None:
             if any(v is not None for v in (object_id, class_id, group_id, bbox, score)):
-                raise MalformedFieldError(
-                    "units outside a frame carry no index attributes; call begin_frame() first", field=where
-                )
+                raise MalformedFieldError("units outside a frame carry no index attributes; call begin_frame() "
+                                          "first", field=where)
+            header = pack_unit_header(type_id, flags, data, limits=self.limits, path=f"{where}.header")
             self._check_unit_count(1, where)
             self._write(header)
             self._write(data)
             self._flush()
             self.units_written += 1
             return self.units_written - 1
+        entry = unit_entry(type_id, flags, data, zlib.crc32(data), object_id, class_id, group_id, bbox, score, where)
+        self._add_entry(entry, where, data)
+        return self.units_written + len(frame["payloads"])  # FRAME_HEADER unit + earlier units of the frame
 
-        entry = _index_entry(type_id, flags, len(data), object_id, class_id, group_id, bbox, score, where)
-        INDEX_ENTRY.pack(entry, path=f"{where}.index", limits=self.limits)  # validates every attribute
-        if len(frame["units"]) >= self.limits.max_units_per_frame:
-            raise LimitExceededError(
-                f"more than Limits.max_units_per_frame={self.limits.max_units_per_frame} units", field=where
-            )
-        if object_id is not None and frame["objects"] >= self.limits.max_objects:
-            raise LimitExceededError(
-                f"more than Limits.max_objects={self.limits.max_objects} objects", field=where
-            )
-        self._check_unit_count(len(frame["units"]) + 3, where)  # + FRAME_HEADER, INDEX, this unit
-        index_len = INDEX_HEADER.fixed_size + INDEX_ENTRY_SIZE * (len(frame["units"]) + 1)
-        if index_len > self.limits.max_unit_size:
-            raise LimitExceededError(
-                f"the frame's INDEX would hold {index_len} bytes, over Limits.max_unit_size="
-                f"{self.limits.max_unit_size}",
-                field=where,
-            )
-        size = frame["size"] + INDEX_ENTRY_SIZE + UNIT_HEADER_SIZE + len(data)
-        if size > _MAX_FRAGMENT:
-            raise LimitExceededError(f"fragment would exceed {_MAX_FRAGMENT} bytes", field=where)
-        frame["size"] = size
-        frame["objects"] += object_id is not None
-        frame["units"].append((header, data, entry))
-        return self.units_written + 2 + len(frame["units"]) - 1
+    def add_object(self, *, object_id: int | None = None, class_id: int | None = None, group_id: int | None = None,
+                   bbox: tuple[float, float, float, float] | None = None, score: float | None = None,
+                   type: UnitType | int = UnitType.OBJECT) -> None:
+        """Describe an object in the open frame's index with no unit of its own (it costs its entry only)."""
+        self._check_open()
+        frame = self._frame
+        if frame is None:
+            raise RuntimeError("add_object() needs an open frame: call begin_frame() first")
+        where = f"frame[{frame['frame_index']}].object[{len(frame['values']['entries'])}]"
+        entry = descriptor_entry(as_int(type, f"{where}.type"), object_id, class_id, group_id, bbox, score, where)
+        self._add_entry(entry, where, None)
+
+    def _add_entry(self, entry: dict, where: str, data: bytes | None) -> None:
+        frame = self._frame
+        entries = frame["values"]["entries"]
+        if len(entries) >= self.limits.max_units_per_frame:
+            raise LimitExceededError(f"more than Limits.max_units_per_frame={self.limits.max_units_per_frame} "
+                                     "index entries", field=where)
+        if entry.get("object_id") is not None and frame["objects"] >= self.limits.max_objects:
+            raise LimitExceededError(f"more than Limits.max_objects={self.limits.max_objects} objects", field=where)
+        if data is not None:
+            self._check_unit_count(len(frame["payloads"]) + 2, where)  # + FRAME_HEADER, this unit
+            if frame["size"] + len(data) > _MAX_FRAGMENT:
+                raise LimitExceededError(f"fragment would exceed {_MAX_FRAGMENT} bytes", field=where)
+        INDEX_ENTRY_V2.pack(entry, path=f"{where}.index", limits=self.limits)  # validates every attribute
+        entries.append(entry)
+        frame["objects"] += entry.get("object_id") is not None
+        if data is not None:
+            frame["payloads"].append(data)
+            frame["size"] += len(data)
 
     def end_frame(self) -> None:
-        """Write the open fragment (FRAME_HEADER, INDEX, units) and flush it to the file."""
+        """Write the open fragment (FRAME_HEADER with its index, then the payloads) and flush it."""
         self._check_open()
         frame = self._frame
         if frame is None:
             raise RuntimeError("no open frame: call begin_frame() first")
-        units = frame["units"]
-        values = dict(frame["values"], fragment_length=frame["size"])
-        fh_payload = FRAME_HEADER.pack(values, limits=self.limits, validate=False)
-        index_len = INDEX_HEADER.fixed_size + INDEX_ENTRY_SIZE * len(units)
-        offset = 2 * UNIT_HEADER_SIZE + len(fh_payload) + index_len
-        table = [
-            INDEX_HEADER.pack(
-                {"entry_size": INDEX_ENTRY_SIZE, "reserved": 0, "entry_count": len(units)},
-                limits=self.limits,
-                validate=False,
-            )
-        ]
-        for _, data, entry in units:
-            entry["offset"] = offset
-            table.append(INDEX_ENTRY.pack(entry, validate=False))
-            offset += UNIT_HEADER_SIZE + len(data)
-        assert offset == frame["size"], (offset, frame["size"])
-        index_payload = b"".join(table)
-        # every check happens before the first byte of the fragment is written
         path = f"frame[{frame['frame_index']}]"
-        fh_header = pack_unit_header(
-            UnitType.FRAME_HEADER, 0, fh_payload, limits=self.limits, path=f"{path}.header"
-        )
-        index_header = pack_unit_header(
-            UnitType.INDEX, 0, index_payload, limits=self.limits, path=f"{path}.index.header"
-        )
-        for piece in (fh_header, fh_payload, index_header, index_payload):
-            self._write(piece)
-        for header, data, _ in units:
-            self._write(header)
+        values = dict(frame["values"], entries=_share_attributes(frame["values"]["entries"]))
+        length = 1
+        for _ in range(4):  # fragment_length is a varint inside the payload it measures: iterate to a fixed point
+            payload = FRAME_V2.pack(dict(values, fragment_length=length), limits=self.limits, validate=False)
+            total = UNIT_HEADER_SIZE + len(payload) + frame["size"]
+            if total == length:
+                break
+            length = total
+        if length > _MAX_FRAGMENT or len(payload) > self.limits.max_unit_size:
+            raise LimitExceededError(f"fragment of {length} bytes (header {len(payload)}) is over the limits",
+                                     field=path)
+        header = pack_unit_header(UnitType.FRAME_HEADER, 0, payload, limits=self.limits, path=f"{path}.header")
+        self._write(header)
+        self._write(payload)
+        for data in frame["payloads"]:
             self._write(data)
         self._flush()
-        self.units_written += 2 + len(units)
+        self.units_written += 1 + len(frame["payloads"])
         self.frames_written += 1
         self._last_frame = frame["frame_index"]
+        self._written.add(frame["frame_index"])
         self._frame = None
 
     # ------------------------------------------------------------------ finishing
@@ -326,22 +292,18 @@ class Writer:
             for err in bs.errors:
                 if not isinstance(err, TruncatedError):
                     raise err
-            if bs.version[1] > VERSION[1]:
-                raise UnsupportedVersionError(
-                    f"cannot append version {VERSION[0]}.{VERSION[1]} data to a "
-                    f"{bs.version[0]}.{bs.version[1]} stream",
-                    offset=10,
-                    field="preamble.minor",
-                )
+            if bs.version[0] != VERSION[0] or bs.version[1] > VERSION[1]:
+                raise UnsupportedVersionError(f"cannot append version {VERSION[0]}.{VERSION[1]} data to a "
+                                              f"{bs.version[0]}.{bs.version[1]} stream", offset=8,
+                                              field="preamble.major")
             if header is not None and header != bs.header:
-                raise MalformedFieldError(
-                    "the sequence header differs from the file's", field="sequence_header"
-                )
+                raise MalformedFieldError("the sequence header differs from the file's", field="sequence_header")
             self.header = bs.header
             resume = bs._data_end
             self.units_written = sum(1 for u in bs.units if u.offset < resume)
             self.frames_written = len(bs.frames)
             self._last_frame = bs.frames[-1].frame_index if bs.frames else None
+            self._written = {f.frame_index for f in bs.frames}
         self._f = builtins.open(self._path, "r+b")
         self._owns_file = True
         self._f.seek(resume)
@@ -370,85 +332,34 @@ class Writer:
             os.fsync(self._f.fileno())
 
 
+_ATTRS = ("object_id", "class_id", "group_id", "x0", "y0", "x1", "y1", "score")
+
+
+def _share_attributes(entries: list[dict]) -> list[dict]:
+    """Entries with ``present`` bit 7 where an entry repeats the attributes of the one before it."""
+    out, prev = [], None
+    for e in entries:
+        attrs = tuple(e.get(k) for k in _ATTRS)
+        if prev is not None and attrs == prev and any(a is not None for a in attrs):
+            e = dict(e, present=(e["present"] & ~0x1F) | PRESENT_SAME, **{k: None for k in _ATTRS})
+        else:
+            prev = attrs
+        out.append(e)
+    return out
+
+
 def _pack_sequence_header(h: SequenceHeader, limits: Limits) -> bytes:
     if not isinstance(h, SequenceHeader):
         raise TypeError(f"header must be a SequenceHeader, got {type(h).__name__}")
-    return SEQUENCE_HEADER.pack(
-        dataclasses.asdict(h),
-        path="sequence_header",
-        limits=limits,
-    )
-
-
-def _as_int(value, path: str) -> int:
-    """``value`` as a Python int (numpy integers accepted), else MalformedFieldError."""
-    if isinstance(value, bool):
-        raise MalformedFieldError(f"must be an int, got {value!r}", field=path)
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise MalformedFieldError(f"must be an int, got {value!r}", field=path) from None
-
-
-def _index_entry(
-    type_id: int, flags: int, length: int, object_id, class_id, group_id, bbox, score, where: str
-) -> dict:
-    object_id = None if object_id is None else _as_int(object_id, f"{where}.object_id")
-    class_id = None if class_id is None else _as_int(class_id, f"{where}.class_id")
-    group_id = None if group_id is None else _as_int(group_id, f"{where}.group_id")
-    present = 0
-    for bit, value in (
-        (PRESENT_OBJECT, object_id),
-        (PRESENT_CLASS, class_id),
-        (PRESENT_GROUP, group_id),
-        (PRESENT_BBOX, bbox),
-        (PRESENT_SCORE, score),
-    ):
-        if value is not None:
-            present |= bit
-    if bbox is not None:
-        try:
-            x0, y0, x1, y1 = (_as_float(v, f"{where}.bbox") for v in bbox)
-        except (TypeError, ValueError, MalformedFieldError):
-            raise MalformedFieldError(
-                f"bbox must be 4 numbers (x0, y0, x1, y1), got {bbox!r}", field=f"{where}.bbox"
-            ) from None
-    else:
-        x0 = y0 = x1 = y1 = 0.0
-    return {
-        "type": type_id,
-        "flags": flags,
-        "present": present,
-        "reserved": 0,
-        "offset": 0,
-        "length": length,
-        "object_id": 0 if object_id is None else object_id,
-        "class_id": 0 if class_id is None else class_id,
-        "group_id": 0 if group_id is None else group_id,
-        "x0": x0,
-        "y0": y0,
-        "x1": x1,
-        "y1": y1,
-        "score": 0.0 if score is None else _as_float(score, f"{where}.score"),
-    }
-
-
-def _as_float(value, path: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise MalformedFieldError(f"must be a number, got {value!r}", field=path) from None
+    return SEQUENCE_HEADER.pack(dataclasses.asdict(h), path="sequence_header", limits=limits)
 
 
 def _check_payload(type_id: int, data: bytes, limits: Limits, path: str) -> None:
     """Syntax the specification puts on the payloads of METADATA and EXTENSION units."""
     if type_id == UnitType.METADATA:
         if len(data) > limits.max_metadata_size:
-            raise LimitExceededError(
-                f"METADATA payload of {len(data)} bytes, over Limits.max_metadata_size="
-                f"{limits.max_metadata_size}",
-                field=path,
-            )
+            raise LimitExceededError(f"METADATA payload of {len(data)} bytes, over Limits.max_metadata_size="
+                                     f"{limits.max_metadata_size}", field=path)
         load_json(data, path, 0)
     elif type_id == UnitType.EXTENSION:
         EXTENSION_HEADER.unpack(data, path=path, limits=limits)
@@ -467,9 +378,8 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def recover(
-    part_path: str | os.PathLike, path: str | os.PathLike | None = None, limits: Limits | None = None
-) -> str:
+def recover(part_path: str | os.PathLike, path: str | os.PathLike | None = None,
+            limits: Limits | None = None) -> str:
     """Finish a stream a killed writer left behind: cut its incomplete tail, add END, rename it.
 
     ``path`` defaults to ``part_path`` without its ``.part`` suffix. Returns the final path.

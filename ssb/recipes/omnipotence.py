@@ -23,19 +23,20 @@ import json
 import math
 from pathlib import Path
 
-from ssb.recipes.evaluate_tasks import TaskPoint, compare_features
+from ssb.recipes.evaluation.report import Point, compare_features
+from ssb.recipes.evaluation.report import load_points as _load
 
 __all__ = ["load_points", "main"]
 
 
-def load_points(folder: str | Path, task: str) -> list[TaskPoint]:
-    """The points ``ssb eval --task TASK -o FOLDER`` wrote."""
-    path = Path(folder) / f"{task}_rate_accuracy.json"
+def load_points(folder: str | Path, task: str) -> list[Point]:
+    """The ``task`` points ``ssb eval --task TASK -o FOLDER`` wrote."""
+    path = Path(folder) / "rate_accuracy.csv"
     if not path.is_file():
         from ssb.errors import MalformedFieldError
 
         raise MalformedFieldError(f"no {path}: run `ssb eval --task {task} -o {folder}` first", field="folder")
-    return [TaskPoint(**p) for p in json.loads(path.read_text())["points"]]
+    return [p for p in _load(path) if p.task == task]
 
 
 def _fmt(v: float, spec: str = ".1f") -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,17 +173,16 @@ def _jsonable(cfg) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
 
 
-def save_codec(codec: FeatureCodec, path: Path, *, extra: dict | None = None) -> None:
-    """Weights + config + provenance in one file (loaded by :func:`ssb.codec.zoo.load_codec`)."""
-    from ssb.codec.zoo import MODEL_ID, teacher_fingerprint
+def save_codec(codec: FeatureCodec, path: Path, *, extra: dict | None = None, name: str | None = None,
+               version: int | None = None) -> None:
+    """Weights + config + identity + provenance in one checkpoint (:func:`ssb.codec.zoo.save`).
 
-    torch.save(
-        {
-            "model_id": MODEL_ID,
-            "config": dataclasses.asdict(codec.config),
-            "teacher": teacher_fingerprint(),
-            "state_dict": {k: v.detach().cpu() for k, v in codec.state_dict().items()},
-            "meta": extra or {},
-        },
-        path,
-    )
+    A retrained codec is a NEW model: by default it takes the default codec's name with the next
+    version (streams it codes name that version; older streams keep decoding with theirs).
+    """
+    from ssb.codec import zoo
+
+    name = name or zoo.card(zoo.DEFAULTS["codec"]).name
+    zoo.save(path, codec, kind="codec", name=name, version=version or zoo.next_version(name),
+             config=json.loads(json.dumps(dataclasses.asdict(codec.config))), meta=extra,
+             extra={"front": "ssd-mbv2.s8", "teacher": zoo.teacher_fingerprint()})

@@ -59,7 +59,7 @@ def _cache_path(cfg: FusionTrainConfig, codec) -> Path:
     from ssb.backbones.teacher_weights import cache_dir
     from ssb.resources import file_sha256
 
-    key = (f"{file_sha256(codec.weights_path)}:{cfg.frame_step}:{cfg.first_frame}:{cfg.last_frame}:{cfg.seed}:"
+    key = (f"{file_sha256(codec.checkpoint_path)}:{cfg.frame_step}:{cfg.first_frame}:{cfg.last_frame}:{cfg.seed}:"
            f"{cfg.low_background}:v2")
     return cache_dir() / f"fusion-data-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
 
@@ -67,49 +67,47 @@ def _cache_path(cfg: FusionTrainConfig, codec) -> Path:
 @torch.no_grad()
 def build_fusion_data(cfg: FusionTrainConfig, models, *, progress: bool = True) -> dict:
     """Inputs (decoded grouped frames) and teacher targets of the training frames (cached on disk)."""
-    import cv2
 
     import ssb
     from ssb.backbones.ssd_mobilenet_v2 import preprocess
-    from ssb.codec.group_masks import ForegroundModel
-    from ssb.codec.groups import GroupedInput, GroupEncoder, decode_groups, fusion_inputs, stream_layout
+    from ssb.codec.groups import GroupedDecoder, GroupEncoder, fusion_inputs
+    from ssb.format import Writer
+    from ssb.media import frames
     from ssb.resources import vtest_path
 
-    path = _cache_path(cfg, models.codec)
+    codec = models.zoo.codec()
+    path = _cache_path(cfg, codec)
     if path.is_file():
         return torch.load(path, weights_only=True)
-    det = models.heads["detection"]
-    enc = GroupEncoder(models.codec, models.front, objects=lambda split, s: det(split, image_sizes=s))
+    det = models.head("detection")
+    enc = GroupEncoder(models.zoo, detector=models.detector())
+    front = models.zoo.front()
     gen = np.random.default_rng(cfg.seed)
-    fg_model = ForegroundModel()
-    cap = cv2.VideoCapture(str(vtest_path()))
-    inputs, splits, codes, logits, levels, i = [], [], [], [], [], 0
+    inputs, splits, codes, logits, levels = [], [], [], [], []
     t0 = time.time()
-    while i <= cfg.last_frame:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        fg = fg_model.apply(rgb)
-        if i >= cfg.first_frame and (i - cfg.first_frame) % cfg.frame_step == 0:
-            level = int(gen.integers(0, models.codec.config.num_levels))
-            bg_level = int(gen.integers(0, level + 1)) if gen.random() < cfg.low_background else level
-            buf = io.BytesIO()
-            enc.encode([GroupedInput(i, rgb, foreground=fg)], buf, level=level, background_level=bg_level)
-            with ssb.open(buf.getvalue()) as bs:
-                fr = next(decode_groups(bs, models.codec, masks=True))
-                parts = fusion_inputs(fr, stream_layout(bs))
-            inputs.append(torch.cat(parts, dim=1).half())
-            split = models.front(preprocess([rgb]))
-            c, lg, _ = det.raw_outputs(split)
-            splits.append(split.half())
-            codes.append(c.half())
-            logits.append(lg.half())
-            levels.append(level)
-            if progress and len(inputs) % 25 == 0:
-                print(f"fusion data: {len(inputs)} frames ({time.time() - t0:.0f} s)", flush=True)
-        i += 1
-    cap.release()
+    for frame in frames(vtest_path(), frames=range(0, cfg.last_frame + 1)):
+        i = frame.index
+        if not (i >= cfg.first_frame and (i - cfg.first_frame) % cfg.frame_step == 0):
+            enc.observe(frame)  # background-subtraction history
+            continue
+        level = int(gen.integers(0, codec.config.num_levels))
+        bg_level = int(gen.integers(0, level + 1)) if gen.random() < cfg.low_background else level
+        enc.level, enc.background_level = level, bg_level
+        buf = io.BytesIO()
+        with Writer(buf, enc.header(frame)) as w:
+            enc.encode(w, frame)
+        with ssb.open(buf.getvalue()) as bs:
+            dec = GroupedDecoder(bs, models.zoo, fusion="none")
+            parts = fusion_inputs(dec.parts(next(dec.plan())), dec.layout)
+        inputs.append(torch.cat(parts, dim=1).half())
+        split = front(preprocess([frame.image]))
+        c, lg, _ = det.raw_outputs(split)
+        splits.append(split.half())
+        codes.append(c.half())
+        logits.append(lg.half())
+        levels.append(level)
+        if progress and len(inputs) % 25 == 0:
+            print(f"fusion data: {len(inputs)} frames ({time.time() - t0:.0f} s)", flush=True)
     data = {"inputs": torch.cat(inputs), "split": torch.cat(splits), "codes": torch.cat(codes),
             "logits": torch.cat(logits), "levels": torch.tensor(levels)}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,19 +116,20 @@ def build_fusion_data(cfg: FusionTrainConfig, models, *, progress: bool = True) 
 
 
 def train_fusion(cfg: FusionTrainConfig, out_path: str | Path, *, weights=None, progress: bool = True) -> Path:
-    from ssb.codec.fusion import FUSION_MODEL_ID, GroupFusion
-    from ssb.pipeline import load_models
+    from ssb.codec import zoo
+    from ssb.codec.fusion import GroupFusion
+    from ssb.pipeline import Models
     from ssb.recipes.train import distortion
-    from ssb.resources import file_sha256
 
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    models = load_models(weights, front=True, tasks=("detection",))
+    models = Models(weights)
     data = build_fusion_data(cfg, models, progress=progress)
-    head = models.heads["detection"]
+    head = models.head("detection")
+    codec = models.zoo.codec()
     for p in head.parameters():
         p.requires_grad_(False)
-    c = models.codec.config.in_channels
+    c = codec.config.in_channels
     modes = ("whole", "query") if cfg.query_share > 0 else ("whole",)
     fusion = GroupFusion(c, cfg.width, modes=modes)
     opt = torch.optim.Adam(fusion.parameters(), lr=cfg.lr)
@@ -166,14 +165,11 @@ def train_fusion(cfg: FusionTrainConfig, out_path: str | Path, *, weights=None, 
             if progress:
                 print(log[-1], flush=True)
     fusion.eval()
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model_id": FUSION_MODEL_ID, "config": {"channels": c, "width": cfg.width, "modes": list(modes)},
-                "codec_sha256": file_sha256(models.codec.weights_path),
-                "state_dict": {k: v.detach() for k, v in fusion.state_dict().items()},
-                "meta": {"train": asdict(cfg), "frames": n, "log_tail": log[-3:],
-                         "seconds": round(time.time() - t0, 1)}}, out_path)
-    return out_path
+    name = zoo.card(zoo.DEFAULTS["fusion"]).name
+    return zoo.save(out_path, fusion, kind="fusion", name=name, version=zoo.next_version(name),
+                    config={"channels": c, "width": cfg.width, "modes": list(modes)}, behind=codec.identity.id,
+                    meta={"train": asdict(cfg), "frames": n, "log_tail": log[-3:],
+                          "seconds": round(time.time() - t0, 1)})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -148,9 +148,9 @@ def _usable(targets: TaskTargets, task: str) -> list[int]:
 
 def train_head(cfg: HeadTrainConfig, codec, out_path: str | Path, *, progress: bool = True,
                targets: TaskTargets | None = None) -> Path:
-    """Train the ``cfg.task`` head behind the frozen ``codec`` (loaded with ``load_codec``) and save it."""
+    """Train the ``cfg.task`` head behind the frozen ``codec`` (``ssb.codec.zoo.load("codec")``) and save it."""
+    from ssb.codec import zoo
     from ssb.tasks.pose import PoseHead
-    from ssb.tasks.roi import save_head_checkpoint
     from ssb.tasks.segmentation import SegmentationHead
 
     torch.manual_seed(cfg.seed)
@@ -223,8 +223,9 @@ def train_head(cfg: HeadTrainConfig, codec, out_path: str | Path, *, progress: b
             "log_tail": log[-5:], "seconds": round(time.time() - t0, 1),
             "teachers": "SSD-MobileNetV2 persons >= 0.5; MoveNet Lightning keypoints" if cfg.task == "pose"
             else "SSD-MobileNetV2 persons >= 0.5; MOG2 foreground inside the box"}
-    return save_head_checkpoint(out_path, model_id=head.model_id, config=head.config,
-                                state_dict=head.net.state_dict(), codec=codec, meta=meta)
+    name = zoo.card(zoo.DEFAULTS[cfg.task]).name
+    return zoo.save(out_path, head.net, kind=cfg.task, name=name, version=zoo.next_version(name), config=head.config,
+                    behind=codec.identity.id, meta=meta)
 
 
 def tuned_codec_path(head_path: str | Path) -> Path:
@@ -234,16 +235,18 @@ def tuned_codec_path(head_path: str | Path) -> Path:
 
 
 def _save_tuned_codec(codec, head_path: Path, cfg: HeadTrainConfig, log: list):
-    from ssb.codec.zoo import load_codec
+    from ssb.codec import zoo
     from ssb.recipes.train import _jsonable, save_codec
 
     codec.eval()
     codec.update(force=True)
     path = tuned_codec_path(head_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_codec(codec, path, extra={"tuned_for": cfg.task, "tuned_from": getattr(codec, "weights_path", None),
-                                   "train_config": _jsonable(cfg), "train_log_tail": log[-3:]})
-    return load_codec(path)
+    tuned_from = codec.identity.id
+    save_codec(codec, path, name=f"{codec.identity.name}-{cfg.task}-tuned", version=1,
+               extra={"tuned_for": cfg.task, "tuned_from": tuned_from, "train_config": _jsonable(cfg),
+                      "train_log_tail": log[-3:]})
+    return zoo.load("codec", path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,12 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate-weight", type=float, default=HeadTrainConfig.rate_weight)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    from ssb.codec.zoo import load_codec
+    from ssb.codec import zoo
 
     cfg = HeadTrainConfig(task=args.task, iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
                           seed=args.seed, threads=args.threads, tune_codec=args.tune_codec, codec_lr=args.codec_lr,
                           rate_weight=args.rate_weight)
-    path = train_head(cfg, load_codec(args.codec_weights), args.output, progress=not args.no_progress)
+    path = train_head(cfg, zoo.load("codec", args.codec_weights), args.output, progress=not args.no_progress)
     print(f"wrote {path}")
     return 0
 

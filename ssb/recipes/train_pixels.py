@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssb.codec.pixels import PIXEL_MODEL_ID, PixelSynthesis, file_sha256
+from ssb.codec.pixels import PixelSynthesis
 from ssb.recipes.cache import augment, build_targets
 from ssb.recipes.data import load_split
 
 
 def train_pixels(cfg, codec, out_dir: Path, *, iterations: int = 800, batch_size: int = 4, lr: float = 1e-3,
                  progress: bool = True) -> Path:
-    """``cfg``: the codec's TrainConfig (same data); ``codec``: loaded with weights_path set."""
+    """``cfg``: the codec's TrainConfig (same data); ``codec``: loaded by ``ssb.codec.zoo.load("codec")``."""
     import cv2
 
     torch.manual_seed(cfg.seed)
@@ -60,7 +60,9 @@ def train_pixels(cfg, codec, out_dir: Path, *, iterations: int = 800, batch_size
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "pixel_synthesis.pt"
-    torch.save({"model_id": PIXEL_MODEL_ID, "config": {"in_channels": 32, "width": 64},
-                "codec_sha256": file_sha256(codec.weights_path), "state_dict": model.state_dict(),
-                "meta": {"iterations": iterations, "batch_size": batch_size, "log_tail": log[-3:]}}, path)
-    return path
+    from ssb.codec import zoo
+
+    name = zoo.card(zoo.DEFAULTS["pixels"]).name
+    return zoo.save(path, model, kind="pixels", name=name, version=zoo.next_version(name),
+                    config={"in_channels": 32, "width": 64}, behind=codec.identity.id,
+                    meta={"iterations": iterations, "batch_size": batch_size, "log_tail": log[-3:]})

@@ -1,4 +1,5 @@
-"""COCO / detectron2 conventions (ssb.adapters.coco): box modes, RLE, results JSON, teacher GT, COCOeval."""
+"""COCO / detectron2 conventions (ssb.adapters.coco, .detectron2, .evaluation, .rle): box modes, RLE,
+results JSON, teacher GT, COCOeval."""
 
 from __future__ import annotations
 
@@ -8,18 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from ssb.adapters.coco import (
-    BoxMode,
-    COCOEvaluator,
-    annotations_from_prediction,
-    coco_evaluate,
-    dataset_dict,
-    mask_to_rle,
-    predictions_to_coco_gt,
-    rle_to_mask,
-    to_coco_results,
-    to_detectron2_instances_dict,
-)
+from ssb.adapters.coco import predictions_to_coco_gt, to_coco_results
+from ssb.adapters.detectron2 import BoxMode, annotations_from_prediction, dataset_dict, to_detectron2_instances_dict
+from ssb.adapters.evaluation import COCOEvaluator, DatasetEvaluators, coco_evaluate
+from ssb.adapters.rle import mask_to_rle, rle_to_mask
 from ssb.errors import MalformedFieldError
 
 pytest.importorskip("pycocotools")
@@ -320,3 +313,34 @@ def test_coco_evaluate_agrees_with_results_json_round_trip():
     ev.process(_inputs(preds), noisy)
     assert reason is None and ev.evaluate()["bbox"] == pytest.approx(metrics, nan_ok=True)
     assert 20.0 < metrics["AP"] < 100.0
+
+
+def test_rle_is_pycocotools_byte_for_byte_without_it():
+    """Results JSON needs no pycocotools: the numpy RLE equals pycocotools' encoding and decodes back."""
+    from pycocotools import mask as mask_util
+
+    rng = np.random.default_rng(7)
+    for i in range(200):
+        h, w = (int(v) for v in rng.integers(1, 50, 2))
+        m = rng.random((h, w)) < rng.random()
+        if i % 4 == 0:
+            m[:] = False
+        ref = mask_util.encode(np.asfortranarray(m.astype(np.uint8)))
+        ours = mask_to_rle(m)
+        assert ours["counts"] == ref["counts"].decode("ascii") and ours["size"] == [h, w]
+        assert np.array_equal(rle_to_mask(ours), m)
+        assert np.array_equal(rle_to_mask({"size": [h, w], "counts": ref["counts"]}), m)
+    with pytest.raises(MalformedFieldError):
+        rle_to_mask({"size": [4, 4], "counts": "0"})  # covers 0 of 16 pixels
+
+
+def test_dataset_evaluators_run_several_in_one_loop():
+    gt = [_scene(s, masks=True) for s in range(3)]
+    inputs = [{"image_id": i, "height": H, "width": W, "instances": g} for i, g in enumerate(gt)]
+    both = DatasetEvaluators([COCOEvaluator("bbox", CATS), COCOEvaluator("segm", CATS)])
+    both.reset()
+    both.process(inputs, gt)
+    out = both.evaluate()
+    assert set(out) == {"bbox", "segm"} and out["bbox"]["AP"] > 99 and out["segm"]["AP"] > 99
+    with pytest.raises(MalformedFieldError):
+        DatasetEvaluators([COCOEvaluator("bbox", CATS), COCOEvaluator("bbox", CATS)]).evaluate()

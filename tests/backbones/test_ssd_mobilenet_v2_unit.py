@@ -61,8 +61,8 @@ def test_shapes_at_300(random_parts):
     ]
     assert tuple(f.shape[1] for f in feats) == FEATURE_CHANNELS == tail.out_channels
     assert [i["num_chs"] for i in tail.feature_info] == list(FEATURE_CHANNELS)
-    last = front.feature_info[-1]
-    assert last == {"num_chs": SPLIT_CHANNELS, "reduction": SPLIT_STRIDE, "module": "blocks.5"}
+    (last,) = front.feature_info
+    assert (last.name, last.channels, last.reduction, last.module) == ("split", SPLIT_CHANNELS, SPLIT_STRIDE, "blocks.5")
     assert front.out_channels == tail.in_channels == SPLIT_CHANNELS
 
 
@@ -87,15 +87,15 @@ def test_fold_batchnorm_keeps_outputs():
 def test_front_feature_info_names_real_modules(random_parts):
     front, tail = random_parts
     shapes = {}
-    hooks = [front.get_submodule(i["module"]).register_forward_hook(
-        lambda m, a, out, name=i["module"]: shapes.__setitem__(name, out.shape)) for i in front.feature_info]
+    hooks = [front.get_submodule(i.module).register_forward_hook(
+        lambda m, a, out, name=i.module: shapes.__setitem__(name, out.shape)) for i in front.feature_info]
     with torch.no_grad():
         front(torch.randn(1, 3, 64, 64))
     for h in hooks:
         h.remove()
     for info in front.feature_info:
-        assert shapes[info["module"]][1] == info["num_chs"]
-        assert shapes[info["module"]][-1] == 64 // info["reduction"]
+        assert shapes[info.module][1] == info.channels
+        assert shapes[info.module][-1] == 64 // info.reduction
     for info in tail.feature_info:
         tail.get_submodule(info["module"])  # raises if the name is wrong
 

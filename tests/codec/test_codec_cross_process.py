@@ -18,7 +18,7 @@ import torch
 from codec_cross_process_child import decode_all
 from tiny_codec import split_features, tiny_codec
 
-from ssb.codec.payload import pack_base
+from ssb.codec.payload import pack_features
 
 CHILD = Path(__file__).with_name("codec_cross_process_child.py")
 THREADS = (1, 2)
@@ -26,7 +26,7 @@ THREADS = (1, 2)
 
 @pytest.fixture(scope="module")
 def decodes(tmp_path_factory) -> tuple[list[bytes], dict, dict[int, dict]]:
-    """(BASE payloads coded here, this process's decode, {threads: a fresh process's decode})."""
+    """(features payloads coded here, this process's decode, {threads: a fresh process's decode})."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -34,7 +34,7 @@ def decodes(tmp_path_factory) -> tuple[list[bytes], dict, dict[int, dict]]:
         # Two frames per level, and one with odd sizes (padding and cropping paths).
         inputs = [(split_features(2, 38, 38, seed=10 + lv), lv) for lv in range(codec.config.num_levels)]
         inputs += [(split_features(1, 37, 45, seed=20), 1)]
-        payloads = [pack_base(item) for x, level in inputs for item in codec.compress(x, level)]
+        payloads = [pack_features(item) for x, level in inputs for item in codec.compress(x, level)]
         expected = decode_all(codec, payloads)
     finally:
         torch.set_num_threads(before)

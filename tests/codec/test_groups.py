@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 import torch
 
+from tiny_codec import TinyModels, with_identity
+
 import ssb
+from ssb.backbones.features import FRONTS, FeatureInfo, FrontCard
 from ssb.backbones.ssd_mobilenet_v2 import SSDMobileNetV2Front, preprocess
-from ssb.codec import image as image_codec
 from ssb.codec.feature_codec import FeatureCodec, FeatureCodecConfig
 from ssb.codec.group_masks import (
     GroupInfo,
@@ -28,33 +30,33 @@ from ssb.codec.group_masks import (
 from ssb.codec.groups import (
     DecodedGroup,
     GroupedFrame,
-    GroupedInput,
     GroupEncoder,
     GroupLayout,
     compose,
     decode_groups,
     front_window,
     group_window,
-    pack_object_group,
-    unpack_object_group,
 )
 from ssb.codec.mask_coding import MaskUnit
-from ssb.codec.payload import unpack_base
+from ssb.codec.payload import pack_window, unpack_features, unpack_window
 from ssb.errors import LimitExceededError, MalformedFieldError, SSBError, TruncatedError
-from ssb.format import UnitType
+from ssb.format import UnitType, Writer
+from ssb.media import Frame
 
 LAYOUT = GroupLayout(input_size=108)  # 14x14 split grid: small and fast, same geometry rules as 300
+#: the random SSD front at the small input size, registered as the tiny codec's front
+SMALL_FRONT = FrontCard("ssd-mbv2-random.s8-108", "ssb.backbones.ssd_mobilenet_v2:SSDMobileNetV2Front", 108,
+                        (FeatureInfo("split", 32, 8, "blocks.5"),))
+FRONTS.setdefault(SMALL_FRONT.name, SMALL_FRONT)
+CTX = {"levels": 2, "grid": LAYOUT.grid}
 LEVEL = 1
 H, W = 96, 128
 
 
 @pytest.fixture(autouse=True)
-def _setup(monkeypatch):
-    """One thread; a fixed teacher fingerprint, so the synthetic tests do not need the teacher package.
-
-    The thread count and autograd mode are restored afterwards (the CLI commands switch autograd off).
-    """
-    monkeypatch.setattr(image_codec, "teacher_fingerprint", lambda: "0123456789abcdef")
+def _setup():
+    """One thread; the thread count and autograd mode are restored afterwards (the CLI commands switch
+    autograd off)."""
     before, grad = torch.get_num_threads(), torch.is_grad_enabled()
     torch.set_num_threads(1)
     yield
@@ -92,7 +94,16 @@ def codec() -> FeatureCodec:
                 layer.weight.mul_(3.0)
             c.h_s.net.layers[-1].bias.uniform_(0.5, 8.0)
     c.update()
-    return c.eval()
+    c = with_identity(c.eval(), "tiny-groups.s8@1")
+    c.front_name = SMALL_FRONT.name
+    return c
+
+
+@pytest.fixture(scope="module")
+def models(codec, front) -> TinyModels:
+    m = TinyModels(codec)
+    m._front = front
+    return m
 
 
 def _texture(seed: int) -> np.ndarray:
@@ -123,17 +134,23 @@ def fake_detector(split, sizes):
              "labels": torch.tensor([1, 3]), "scores": torch.tensor([0.9, 0.8])} for _ in sizes]
 
 
-def _encode(codec, front, frames, *, objects=fake_detector) -> bytes:
+def _frame_in(index: int, image, labels=None) -> Frame:
+    return Frame(index, image, info={} if labels is None else {"labels": labels})
+
+
+def _encode(models, frames, *, objects=fake_detector, **options) -> bytes:
+    enc = GroupEncoder(models, quality=options.pop("quality", LEVEL), detector=objects, **options)
+    assert enc.layout == LAYOUT
     buf = io.BytesIO()
-    GroupEncoder(codec, front, objects=objects, layout=LAYOUT).encode(frames, buf, level=LEVEL)
+    with Writer(buf, enc.header(frames[0])) as w:
+        for f in frames:
+            enc.encode(w, f)
     return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
-def stream(codec, front, image, labels) -> bytes:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(image_codec, "teacher_fingerprint", lambda: "0123456789abcdef")
-        return _encode(codec, front, [GroupedInput(0, image, labels=labels), GroupedInput(1, _texture(1), labels)])
+def stream(models, image, labels) -> bytes:
+    return _encode(models, [_frame_in(0, image, labels), _frame_in(1, _texture(1), labels)])
 
 
 def _units(data: bytes, frame: int = 0) -> dict[tuple[int, int], bytes]:
@@ -147,8 +164,7 @@ def _partial(data: bytes, keep: list[tuple[int, int]]) -> bytes:
     out = bytearray(len(data))
     with ssb.open(data) as bs:
         spans = [(0, 16)] + [u.span for u in bs.units
-                             if u.type in (UnitType.SEQUENCE_HEADER, UnitType.FRAME_HEADER, UnitType.INDEX,
-                                           UnitType.END)]
+                             if u.type in (UnitType.SEQUENCE_HEADER, UnitType.FRAME_HEADER, UnitType.END)]
     for a, b in spans + keep:
         out[a:b] = data[a:b]
     return bytes(out)
@@ -190,18 +206,21 @@ def test_group_window(box, size):
     assert c0 <= x0 * s / size[1] and (c0 + cols) >= min(x1 * s / size[1], gw)
 
 
-def test_layout_refuses_geometry_it_cannot_align():
+def test_layout_refuses_geometry_it_cannot_align(codec):
     with pytest.raises(MalformedFieldError):
         GroupLayout(input_size=320)
     with pytest.raises(MalformedFieldError):
         GroupLayout.from_json({"version": 9})
-    assert GroupLayout.from_json(LAYOUT.to_json()) == LAYOUT
+    legacy = {"version": 1, "input_size": 108, "stride": 8, "margin": 1, "context": 4}  # 1.x metadata
+    assert GroupLayout.from_json(legacy) == LAYOUT
+    assert GroupLayout.for_codec(codec) == LAYOUT and LAYOUT.metadata() is None  # defaults are not repeated
+    assert GroupLayout.for_codec(codec, fill="pushpull").metadata() == {"fill": "pushpull"}
 
 
 # ---------------------------------------------------------------------------------- the stream
 def test_stream_layout_and_index(stream, labels):
     with ssb.open(stream) as bs:
-        assert bs.header.metadata["groups"]["margin"] == LAYOUT.margin
+        assert bs.header.codec == "ssb.grouped" and "groups" not in bs.header.metadata  # defaults: said by the codec
         units = bs.frame(0).units
         assert [u.type for u in units] == [UnitType.BACKGROUND, UnitType.GROUP_MASK, UnitType.OBJECT,
                                            UnitType.GROUP_MASK, UnitType.OBJECT]
@@ -217,16 +236,16 @@ def test_groups_carry_real_information(stream):
     """Sanity for the independence tests: latent strings are not empty and the groups differ."""
     u = _units(stream)
     for key in ((UnitType.OBJECT, 1), (UnitType.OBJECT, 2)):
-        _, _, item = unpack_object_group(u[key], num_levels=2, grid=LAYOUT.grid)
+        _, _, item = unpack_window(u[key], ctx=CTX)
         assert len(item.y) > 8 and len(item.z) > 0
     assert u[(UnitType.OBJECT, 1)] != u[(UnitType.OBJECT, 2)]
 
 
-def test_pixels_outside_a_group_do_not_change_its_units(codec, front, image, labels, stream):
+def test_pixels_outside_a_group_do_not_change_its_units(models, image, labels, stream):
     """Property 2: another background and another second object leave group 1's units byte-identical."""
     other = _texture(9)
     changed = np.where((labels == 1)[..., None], image, other)
-    data = _encode(codec, front, [GroupedInput(0, changed, labels=labels)])
+    data = _encode(models, [_frame_in(0, changed, labels)])
     before, after = _units(stream), _units(data)
     assert after[(UnitType.OBJECT, 1)] == before[(UnitType.OBJECT, 1)]
     assert after[(UnitType.GROUP_MASK, 1)] == before[(UnitType.GROUP_MASK, 1)]
@@ -235,25 +254,25 @@ def test_pixels_outside_a_group_do_not_change_its_units(codec, front, image, lab
     assert after[(UnitType.OBJECT, 2)] != before[(UnitType.OBJECT, 2)]
 
 
-def test_pixels_inside_a_group_change_its_units(codec, front, image, labels, stream):
+def test_pixels_inside_a_group_change_its_units(models, image, labels, stream):
     changed = image.copy()
     changed[labels == 1] = 255 - changed[labels == 1]
-    after = _units(_encode(codec, front, [GroupedInput(0, changed, labels=labels)]))
+    after = _units(_encode(models, [_frame_in(0, changed, labels)]))
     before = _units(stream)
     assert after[(UnitType.OBJECT, 1)] != before[(UnitType.OBJECT, 1)]
     assert after[(UnitType.OBJECT, 2)] == before[(UnitType.OBJECT, 2)]
 
 
 @pytest.mark.parametrize("group", [1, 2])
-def test_a_group_decodes_from_its_own_units_alone(codec, stream, group):
+def test_a_group_decodes_from_its_own_units_alone(models, stream, group):
     """Property 1: a stream holding only the structure and group g's units decodes g to the same features."""
     with ssb.open(stream) as bs:
-        full = {g.group_id: g for fr in decode_groups(bs, codec, frames=[0], masks=True) for g in fr.groups}
+        full = {g.group_id: g for fr in decode_groups(bs, models, frames=[0], masks=True) for g in fr.groups}
         sel = bs.select(groups=[group], frames=[0], include_shared=False)
         assert {u.type for u in sel.units} == {UnitType.OBJECT, UnitType.GROUP_MASK}
     partial = _partial(stream, sel.byte_ranges)
     with ssb.open(partial) as bs:
-        (fr,) = decode_groups(bs, codec, frames=[0], groups=[group], masks=True)
+        (fr,) = decode_groups(bs, models, frames=[0], groups=[group], masks=True)
     (g,) = fr.groups
     ref = full[group]
     assert torch.equal(g.features, ref.features) and g.window == ref.window
@@ -261,7 +280,7 @@ def test_a_group_decodes_from_its_own_units_alone(codec, stream, group):
     assert fr.background is None
 
 
-def test_group_pixels_decode_from_its_units_alone(codec, stream):
+def test_group_pixels_decode_from_its_units_alone(models, stream):
     """Property 1 for pixels: the pixel decoder renders the group alone identically from both streams."""
     from ssb.codec.pixels import PixelSynthesis
 
@@ -271,21 +290,21 @@ def test_group_pixels_decode_from_its_units_alone(codec, stream):
     pictures = []
     for data in (stream, _partial(stream, ssb.open(stream).select(groups=[1], frames=[0]).byte_ranges)):
         with ssb.open(data) as bs:
-            (fr,) = decode_groups(bs, codec, frames=[0], groups=[1], masks=True)
+            (fr,) = decode_groups(bs, models, frames=[0], groups=[1], masks=True)
         with torch.no_grad():
             pictures.append(synth(compose(fr, layout=LAYOUT)))
     assert torch.equal(*pictures)
 
 
-def test_reading_another_unit_would_be_caught(codec, stream):
+def test_reading_another_unit_would_be_caught(models, stream):
     """The partial-stream check is real: decoding the background from it fails its checksum."""
     with ssb.open(stream) as bs:
         sel = bs.select(groups=[1], frames=[0], include_shared=False)
     with ssb.open(_partial(stream, sel.byte_ranges)) as bs, pytest.raises(SSBError):
-        list(decode_groups(bs, codec, frames=[0]))
+        list(decode_groups(bs, models, frames=[0]))
 
 
-def test_class_query_byte_ranges_exclude_other_groups(codec, stream):
+def test_class_query_byte_ranges_exclude_other_groups(models, stream):
     with ssb.open(stream) as bs:
         sel = bs.select(classes=[1])
         others = [u for u in bs.units if u.frame is not None and u.type in
@@ -297,42 +316,42 @@ def test_class_query_byte_ranges_exclude_other_groups(codec, stream):
             a, b = u.span
             assert all(b <= lo or a >= hi for lo, hi in sel.byte_ranges), u
         assert sel.nbytes < bs.size / 2
-        # the decoder of a class query reads exactly those units (header, to check it, and payload)
+        # the decoder of a class query reads exactly those units' payloads (the index holds their CRCs)
         opened = bs.bytes_read
-        frames = list(decode_groups(bs, codec, classes=[1], masks=True))
+        frames = list(decode_groups(bs, models, classes=["person"], masks=True))
         assert bs.bytes_read - opened == sum(u.size for u in sel.units if u.type in
                                              (UnitType.OBJECT, UnitType.GROUP_MASK))
     assert [len(f.groups) for f in frames] == [1, 1] and all(f.background is None for f in frames)
     assert all(g.class_id == 1 for f in frames for g in f.groups)
 
 
-def test_full_decode_composes_every_part(codec, stream):
+def test_full_decode_composes_every_part(models, codec, stream):
     with ssb.open(stream) as bs:
-        (fr,) = decode_groups(bs, codec, frames=[0], masks=True)
-        bg = codec.decompress(unpack_base(bs.frame(0).units[0].payload(), num_levels=2))
+        (fr,) = decode_groups(bs, models, frames=[0], masks=True)
+        bg = codec.decompress(unpack_features(bs.frame(0).units[0].payload(), ctx=CTX))
     assert fr.background is not None and torch.equal(fr.background, bg)
     assert sorted(g.group_id for g in fr.groups) == [1, 2]
     canvas = compose(fr, layout=LAYOUT)
     assert canvas.shape == (1, 32, *LAYOUT.grid) and not torch.equal(canvas, bg)
 
 
-def test_decoding_refuses_ungrouped_streams_and_other_models(codec):
-    from ssb.format import SequenceHeader, Writer
+def test_decoding_refuses_streams_of_other_models(models):
+    from ssb.format import SequenceHeader
 
     buf = io.BytesIO()
-    with Writer(buf, SequenceHeader(4, 4, metadata={"model": "other"})):
+    with Writer(buf, SequenceHeader(4, 4, codec="ssb.grouped", metadata={"model": "other@1"})):
         pass
     with ssb.open(buf.getvalue()) as bs, pytest.raises(SSBError):
-        list(decode_groups(bs, codec))
+        list(decode_groups(bs, models))
 
 
-def test_encoder_needs_labels_or_a_detector(codec, front, image):
+def test_encoder_needs_labels_or_a_detector(models, image):
     with pytest.raises(MalformedFieldError, match="detector"):
-        _encode(codec, front, [GroupedInput(0, image)], objects=None)
+        _encode(models, [_frame_in(0, image)], objects=None)
 
 
-def test_auto_groups_from_detections(codec, front, image):
-    data = _encode(codec, front, [GroupedInput(0, image)])  # no labels: the boxes become the masks
+def test_auto_groups_from_detections(models, image):
+    data = _encode(models, [_frame_in(0, image)])  # no labels: the boxes become the masks
     with ssb.open(data) as bs:
         units = bs.frame(0).units
         assert [u.class_id for u in units if u.type == UnitType.OBJECT] == [1, 3]
@@ -342,18 +361,18 @@ def test_auto_groups_from_detections(codec, front, image):
 # ---------------------------------------------------------------------------------- payloads
 def test_object_group_payload_errors(stream):
     payload = _units(stream)[(UnitType.OBJECT, 1)]
-    r0, c0, item = unpack_object_group(payload, num_levels=2, grid=LAYOUT.grid)
-    assert pack_object_group(r0, c0, item) == payload
-    with pytest.raises(TruncatedError):
-        unpack_object_group(payload[:5], num_levels=2, grid=LAYOUT.grid)
+    r0, c0, item = unpack_window(payload, ctx=CTX)
+    assert pack_window(r0, c0, item) == payload
+    with pytest.raises((TruncatedError, MalformedFieldError)):
+        unpack_window(payload[:3], ctx=CTX)
     bad = bytearray(payload)
     bad[0] = 7
     with pytest.raises(MalformedFieldError, match="version"):
-        unpack_object_group(bytes(bad), num_levels=2, grid=LAYOUT.grid)
-    moved = pack_object_group(LAYOUT.grid[0] - 1, c0, item)
-    with pytest.raises(MalformedFieldError, match="leaves") as err:
-        unpack_object_group(moved, num_levels=2, grid=LAYOUT.grid, unit_offset=50, field="unit[3]")
-    assert err.value.offset == 52 and err.value.field == "unit[3].payload.row0"
+        unpack_window(bytes(bad), ctx=CTX)
+    moved = pack_window(LAYOUT.grid[0] - 1, c0, item)
+    with pytest.raises(MalformedFieldError, match="inside the model's split grid") as err:
+        unpack_window(moved, ctx=CTX, offset=50, field="unit[3]")
+    assert err.value.offset == 51 and err.value.field == "unit[3].payload.row0"
 
 
 # ---------------------------------------------------------------------------------- composition
@@ -429,24 +448,28 @@ def real():
     from ssb.errors import MissingDependencyError
 
     try:
-        from ssb.codec.group_masks import ForegroundModel
-        from ssb.pipeline import load_models
-        from ssb.resources import read_video_frames, vtest_path
+        from ssb.media import frames
+        from ssb.pipeline import Models
+        from ssb.resources import vtest_path
 
-        frames = read_video_frames(vtest_path(), range(600, 641))
-        models = load_models(front=True, tasks=("detection",))
+        video = list(frames(vtest_path(), frames=range(600, 641)))
+        models = Models()
+        enc = GroupEncoder(models.zoo, quality=3, detector=models.detector())
     except MissingDependencyError as exc:
         pytest.skip(str(exc))
-    fg_model = ForegroundModel()
-    for _, rgb in frames:
-        fg = fg_model.apply(rgb)
-    det = models.heads["detection"]
-    enc = GroupEncoder(models.codec, models.front, objects=lambda s, sz: det(s, image_sizes=sz))
-    item = GroupedInput(frames[-1][0], frames[-1][1], foreground=fg)
-    labels, infos = enc.groups_of(item)
+    for f in video[:-1]:
+        enc.observe(f)
+    item = video[-1]
+    labels, infos = enc.groups_of(item.image, enc.observe(item))
+    data = _encode_real(enc, Frame(item.index, item.image, info={"labels": labels}))
+    return models, enc, item, labels, infos, data, video[0].image
+
+
+def _encode_real(enc, frame) -> bytes:
     buf = io.BytesIO()
-    enc.encode([GroupedInput(item.index, item.image, labels=labels)], buf, level=3)
-    return models, enc, item, labels, infos, buf.getvalue(), frames[0][1]
+    with Writer(buf, enc.header(frame)) as w:
+        enc.encode(w, frame)
+    return buf.getvalue()
 
 
 @pytest.mark.teacher
@@ -457,17 +480,15 @@ def test_real_frame_independence(real):
     before = _units(data, item.index)
     g = next(i.group_id for i in infos if i.class_id == 1)
     changed = np.where((labels == g)[..., None], item.image, other)  # another frame around the person
-    buf = io.BytesIO()
-    enc.encode([GroupedInput(item.index, changed, labels=labels)], buf, level=3)
-    after = _units(buf.getvalue(), item.index)
+    after = _units(_encode_real(enc, Frame(item.index, changed, info={"labels": labels})), item.index)
     assert after[(UnitType.OBJECT, g)] == before[(UnitType.OBJECT, g)]
     assert after[(UnitType.GROUP_MASK, g)] == before[(UnitType.GROUP_MASK, g)]
     assert after[(UnitType.BACKGROUND, 0)] != before[(UnitType.BACKGROUND, 0)]
     with ssb.open(data) as bs:
-        full = {x.group_id: x for x in next(decode_groups(bs, models.codec, masks=True)).groups}
+        full = {x.group_id: x for x in next(decode_groups(bs, models.zoo, masks=True)).groups}
         ranges = bs.select(groups=[g]).byte_ranges
     with ssb.open(_partial(data, ranges)) as bs:
-        (alone,) = next(decode_groups(bs, models.codec, groups=[g], masks=True)).groups
+        (alone,) = next(decode_groups(bs, models.zoo, groups=[g], masks=True)).groups
     assert torch.equal(alone.features, full[g].features)
     assert np.array_equal(alone.mask.full(*labels.shape), labels == g)
 
@@ -478,11 +499,10 @@ def test_real_person_query_reads_only_person_units(real):
     from ssb.pipeline import analyze
 
     models, _, _, _, _, data, _ = real
-    full = analyze(data, classes=[1], models=models)
+    full = analyze(data, classes=["person"], models=models)
     with ssb.open(data) as bs:
         person = sum(u.size for u in bs.units if u.class_id == 1)
-        structure = sum(u.size for u in bs.units if u.frame is None or u.type in (UnitType.FRAME_HEADER,
-                                                                                 UnitType.INDEX))
+        structure = sum(u.size for u in bs.units if u.frame is None or u.type == UnitType.FRAME_HEADER)
     assert full.bytes_read <= 16 + structure + person < full.file_size
     dets = full.frames[0].predictions["detection"]
     assert len(dets["labels"]) >= 1 and set(dets["labels"].tolist()) == {1}
@@ -493,12 +513,12 @@ def test_real_person_query_reads_only_person_units(real):
 def test_cli_grouped_encode_analyze_and_selective_decode(tmp_path, capsys):
     """``ssb encode --groups auto`` -> ``ssb analyze --classes person`` -> ``ssb decode --classes person``.
 
-    The pixel decoder is a throwaway random one bound to the shipped codec weights: this checks
+    The pixel decoder is a throwaway random one stamped as trained behind the shipped codec: this checks
     the selective path (which units, which pixels are opaque), not picture quality.
     """
     from ssb.cli import main
-    from ssb.codec.pixels import PIXEL_MODEL_ID, PixelSynthesis, file_sha256
-    from ssb.codec.zoo import default_weights_path
+    from ssb.codec import zoo
+    from ssb.codec.pixels import PixelSynthesis
     from ssb.errors import MissingDependencyError
     from ssb.resources import vtest_path
 
@@ -521,10 +541,8 @@ def test_cli_grouped_encode_analyze_and_selective_decode(tmp_path, capsys):
                 from ssb.codec.mask_coding import unpack_group_mask
 
                 person_masks |= unpack_group_mask(u.payload(), person_masks.shape).full(*person_masks.shape)
-    pixel_weights = tmp_path / "pixels.pt"
-    torch.save({"model_id": PIXEL_MODEL_ID, "config": {"in_channels": 32, "width": 8},
-                "codec_sha256": file_sha256(default_weights_path()),
-                "state_dict": PixelSynthesis(32, 8).state_dict()}, pixel_weights)
+    pixel_weights = zoo.save(tmp_path / "pixels.pt", PixelSynthesis(32, 8), kind="pixels", name="pixels-test",
+                             version=1, config={"in_channels": 32, "width": 8}, behind=zoo.MODEL_ID)
     png = tmp_path / "people.png"
     assert main(["decode", str(out), "--frames", "640", "--classes", "person", "--pixel-weights",
                  str(pixel_weights), "-o", str(png)]) == 0
@@ -536,12 +554,12 @@ def test_cli_grouped_encode_analyze_and_selective_decode(tmp_path, capsys):
     assert np.array_equal(alpha > 0, person_masks)
 
 
-def test_untrained_fusion_is_the_plain_composition_and_a_trained_one_changes_it(codec, stream):
+def test_untrained_fusion_is_the_plain_composition_and_a_trained_one_changes_it(models, stream):
     from ssb.codec.fusion import GroupFusion
-    from ssb.codec.groups import decode_grouped_features, fuse, fusion_inputs
+    from ssb.codec.groups import GroupedDecoder, fuse, fusion_inputs
 
     with ssb.open(stream) as bs:
-        (fr,) = decode_groups(bs, codec, frames=[0], masks=True)
+        (fr,) = decode_groups(bs, models, frames=[0], masks=True)
     pasted, bg, groups, coverage = fusion_inputs(fr, LAYOUT)
     assert torch.equal(pasted, compose(fr, layout=LAYOUT)) and torch.equal(bg, fr.background)
     assert coverage.shape == (1, 1, *LAYOUT.grid) and 0 < float(coverage.max()) <= 1.0
@@ -551,13 +569,17 @@ def test_untrained_fusion_is_the_plain_composition_and_a_trained_one_changes_it(
     with torch.no_grad():
         fusion.net[-1].bias.fill_(0.5)
     assert torch.allclose(fuse(fr, fusion, LAYOUT), pasted + 0.5)
+
+    def features(fusion, **query):
+        with ssb.open(stream) as bs:
+            dec = GroupedDecoder(bs, models, fusion=fusion)
+            return [dec.decode(s).features["split"] for s in dec.plan(**query)]
+
     # whole-frame decodes go through the fusion; a class query (no background) does not
-    with ssb.open(stream) as bs:
-        whole = [d.features["split"] for d in decode_grouped_features(bs, codec, frames=[0], fusion=fusion)]
-        query = [d.features["split"] for d in decode_grouped_features(bs, codec, classes=[1], fusion=fusion)]
+    whole, query = features(fusion, frames=[0]), features(fusion, frames=[0], classes=[1])
     assert torch.allclose(whole[0], pasted + 0.5)
     with ssb.open(stream) as bs:
-        (qfr,) = decode_groups(bs, codec, frames=[0], classes=[1], masks=True)
+        (qfr,) = decode_groups(bs, models, frames=[0], classes=[1], masks=True)
     assert torch.equal(query[0], compose(qfr, layout=LAYOUT))  # trained for whole frames only
     # a fusion trained for queries too also serves them, on the groups alone
     both = GroupFusion(32, 8, modes=("whole", "query"))
@@ -565,65 +587,45 @@ def test_untrained_fusion_is_the_plain_composition_and_a_trained_one_changes_it(
         both.net[-1].bias.fill_(0.25)
     q_in = fusion_inputs(qfr, LAYOUT)
     assert torch.equal(q_in[0], q_in[2]) and not q_in[1].any()
-    with ssb.open(stream) as bs:
-        fused_q = next(decode_grouped_features(bs, codec, frames=[0], classes=[1], fusion=both)).features["split"]
-    assert torch.allclose(fused_q, compose(qfr, layout=LAYOUT) + 0.25)
+    assert torch.allclose(features(both, frames=[0], classes=[1])[0], compose(qfr, layout=LAYOUT) + 0.25)
 
 
-def test_fusion_weights_are_bound_to_the_codec_weights(tmp_path, codec):
-    from ssb.codec.fusion import FUSION_MODEL_ID, GroupFusion, load_group_fusion
+def test_fusion_weights_are_bound_to_the_codec_they_were_trained_behind(tmp_path):
+    from ssb.codec import zoo
+    from ssb.codec.fusion import GroupFusion
     from ssb.errors import ModelMismatchError
-    assert load_group_fusion(codec, tmp_path / "absent.pt", missing_ok=True) is None
-    with pytest.raises(ModelMismatchError, match="no group-fusion weights"):
-        load_group_fusion(codec, tmp_path / "absent.pt")
-    a, b = tmp_path / "a.pt", tmp_path / "b.pt"  # only their hashes matter here
-    a.write_bytes(b"codec weights A")
-    b.write_bytes(b"codec weights B")
-    from ssb.resources import file_sha256
 
-    ckpt = tmp_path / "fusion.pt"
-    torch.save({"model_id": FUSION_MODEL_ID, "config": {"channels": 32, "width": 8}, "codec_sha256": file_sha256(a),
-                "state_dict": GroupFusion(32, 8).state_dict()}, ckpt)
-    codec.weights_path = str(a)
-    try:
-        assert isinstance(load_group_fusion(codec, ckpt), GroupFusion)
-        codec.weights_path = str(b)
-        with pytest.raises(ModelMismatchError, match="trained behind codec weights"):
-            load_group_fusion(codec, ckpt)
-    finally:
-        del codec.weights_path
+    ckpt = zoo.save(tmp_path / "fusion.pt", GroupFusion(32, 8), kind="fusion", name="fusion-test", version=1,
+                    config={"channels": 32, "width": 8}, behind="omni-ssd-mbv2.s8@1")
+    assert isinstance(zoo.load("fusion", ckpt, behind="omni-ssd-mbv2.s8@1"), GroupFusion)
+    with pytest.raises(ModelMismatchError, match="trained behind"):
+        zoo.load("fusion", ckpt, behind="omni-ssd-mbv2.s8@2")
+    with pytest.raises(ModelMismatchError, match="no fusion weights"):
+        zoo.load("fusion", tmp_path / "absent.pt")
+    with pytest.raises(ModelMismatchError, match="not a pose model"):
+        zoo.load("pose", ckpt)
 
 
-def test_background_at_its_own_level(codec, front, image, labels, stream):
-    buf = io.BytesIO()
-    GroupEncoder(codec, front, objects=fake_detector, layout=LAYOUT).encode(
-        [GroupedInput(0, image, labels=labels)], buf, level=LEVEL, background_level=0)
-    low, same = _units(buf.getvalue()), _units(stream)
-    n = codec.config.num_levels
-    assert unpack_base(low[(int(UnitType.BACKGROUND), 0)], num_levels=n).level == 0
-    assert unpack_base(same[(int(UnitType.BACKGROUND), 0)], num_levels=n).level == LEVEL
+def test_background_at_its_own_level(models, codec, image, labels, stream):
+    low, same = _units(_encode(models, [_frame_in(0, image, labels)], background_quality=0)), _units(stream)
+    assert unpack_features(low[(int(UnitType.BACKGROUND), 0)], ctx=CTX).level == 0
+    assert unpack_features(same[(int(UnitType.BACKGROUND), 0)], ctx=CTX).level == LEVEL
     # the groups are untouched by the background's level
     assert {k: v for k, v in low.items() if k[1]} == {k: v for k, v in same.items() if k[1]}
-    with ssb.open(buf.getvalue()) as bs:
-        (fr,) = decode_groups(bs, codec, masks=True)
-    assert fr.background is not None and len(fr.groups) == 2
 
 
 @pytest.mark.teacher
 @pytest.mark.media
 def test_shipped_fusion_brings_a_real_frame_closer_to_the_teacher(real):
     """On a held-out frame, the shipped fusion's features are nearer the teacher's whole-frame features."""
-    from ssb.codec.fusion import default_fusion_weights, load_group_fusion
     from ssb.codec.groups import fuse
 
-    if not default_fusion_weights().is_file():
-        pytest.skip("no shipped fusion weights (python -m ssb.recipes.train_fusion)")
     models, _, item, _, _, data, _ = real
-    fusion = load_group_fusion(models.codec)
+    fusion = models.zoo.get("fusion", behind=models.zoo.codec().identity.id)
     with torch.no_grad():
-        target = models.front(preprocess([item.image]))
+        target = models.zoo.front()(preprocess([item.image]))
     with ssb.open(data) as bs:
-        (fr,) = decode_groups(bs, models.codec, masks=True)
+        (fr,) = decode_groups(bs, models.zoo, masks=True)
     plain = float((compose(fr) - target).pow(2).mean())
     fused = float((fuse(fr, fusion) - target).pow(2).mean())
     assert fused < 0.9 * plain

@@ -148,16 +148,19 @@ def test_bad_header_fields_are_named(offset, value, exc, field):
 
 def test_box_outside_the_frame_is_refused():
     payload = mc.pack_group_mask(_frame_with(_ellipse()))
-    with pytest.raises(MalformedFieldError, match="do not fit"):
+    with pytest.raises(MalformedFieldError, match="inside the frame"):
         mc.unpack_group_mask(payload, (40, 50))  # rows 5..45 do not fit 40 rows
-    with pytest.raises(MalformedFieldError, match="do not fit"):
-        mc.unpack_group_mask(payload, (60, 30))
+    with pytest.raises(MalformedFieldError, match="inside the frame") as e:
+        mc.unpack_group_mask(payload, (60, 30), unit_offset=100, field="unit[4]")
+    assert e.value.field == "unit[4].payload.width" and e.value.offset == 106
 
 
 def test_huge_declared_mask_is_refused_before_decoding():
     head = struct.pack("<BBHHHH", 1, 1, 0, 0, 65535, 65535)
-    with pytest.raises(LimitExceededError):
+    with pytest.raises(MalformedFieldError, match="at most"):  # the payload syntax bounds the box
         mc.unpack_group_mask(head + b"\0" * 8, (65535, 65535))
+    with pytest.raises(LimitExceededError):
+        mc.decode_mask_bits(b"\0" * 8, 65535, 65535)
     with pytest.raises(MalformedFieldError, match="longer than any coding"):
         mc.decode_mask_bits(b"\1\0\0\0" * 16, 2, 2)
     with pytest.raises(TruncatedError):

@@ -1,4 +1,5 @@
-"""BASE / OBJECT payload syntax (docs/format.md section 14): round trips, every refusal, fuzzing."""
+"""Codec payload syntax (docs/format.md sections 14-15, ssb.format.payloads): round trips, every refusal
+against the model's context, the 1.x payloads of release 0.1, fuzzing."""
 
 from __future__ import annotations
 
@@ -8,113 +9,104 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ssb.codec.feature_codec import CompressedFeatures
-from ssb.codec.payload import BASE_VERSION, pack_base, pack_object, unpack_base, unpack_object
+from ssb.codec.feature_codec import CompressedFeatures, latent_sizes
+from ssb.codec.payload import pack_features, pack_window, unpack_features, unpack_window
 from ssb.errors import MalformedFieldError, SSBError, TruncatedError
 
-HEADER = 18  # bytes before the z string (docs/format.md, BASE table)
-UNIT_OFFSET = 1000  # where the payload sits in an imaginary stream: errors report absolute offsets
-ITEM = CompressedFeatures(y=b"Y" * 12, z=b"Z" * 8, level=1, latent_hw=(19, 23), hyper_hw=(5, 6),
-                          out_hw=(38, 45))
+OFFSET = 1000  # where the payload sits in an imaginary stream: errors report absolute offsets
+CTX = {"levels": 2, "grid": (38, 38)}
 
 
-def _base(**fields) -> bytes:
-    """A BASE payload of ``ITEM`` with some header fields overwritten."""
-    values = {"version": BASE_VERSION, "level": 1, "out_h": 38, "out_w": 45, "latent_h": 19, "latent_w": 23,
-              "hyper_h": 5, "hyper_w": 6, "z_length": 8}
+def _item(rows=38, cols=38, level=1, z=b"Z" * 8, y=b"Y" * 12) -> CompressedFeatures:
+    lat, hyp = latent_sizes((rows, cols))
+    return CompressedFeatures(y=y, z=z, level=level, latent_hw=lat, hyper_hw=hyp, out_hw=(rows, cols))
+
+
+def _unpack(payload, ctx=CTX) -> CompressedFeatures:
+    return unpack_features(payload, ctx=ctx, offset=OFFSET, field="unit[7]")
+
+
+def _v1_base(**fields) -> bytes:
+    """A 1.x BASE payload (written by release 0.1) with some header fields overwritten."""
+    values = {"version": 1, "level": 1, "out_h": 38, "out_w": 38, "latent_h": 19, "latent_w": 19,
+              "hyper_h": 5, "hyper_w": 5, "z_length": 8}
     values.update(fields)
-    return struct.pack("<BBHHHHHHI", *values.values()) + ITEM.z + ITEM.y
+    return struct.pack("<BBHHHHHHI", *values.values()) + b"Z" * 8 + b"Y" * 12
 
 
-def _unpack(payload: bytes, num_levels: int = 2) -> CompressedFeatures:
-    return unpack_base(payload, num_levels=num_levels, unit_offset=UNIT_OFFSET, field="unit[7]")
+def test_features_round_trip_and_layout():
+    item = _item()
+    payload = pack_features(item)
+    assert payload[:5] == bytes([2, 1, 38, 38, 8]) and payload[5:] == item.z + item.y  # 5-byte header
+    assert _unpack(payload) == item
+    assert _unpack(memoryview(bytearray(payload))) == item
 
 
-def test_base_layout_matches_the_documented_table():
-    payload = pack_base(ITEM)
-    assert payload == _base()
-    assert len(payload) == HEADER + len(ITEM.z) + len(ITEM.y)
-    assert payload[HEADER : HEADER + 8] == ITEM.z and payload[HEADER + 8 :] == ITEM.y
+def test_release_0_1_base_payloads_still_parse():
+    assert _unpack(_v1_base()) == _item()
 
 
-@pytest.mark.parametrize("item", [
-    ITEM,
-    CompressedFeatures(y=b"", z=b"", level=0, latent_hw=(1, 1), hyper_hw=(1, 1), out_hw=(1, 1)),
-    CompressedFeatures(y=bytes(range(256)), z=b"\0" * 4, level=5, latent_hw=(2048, 2048), hyper_hw=(512, 512),
-                       out_hw=(4096, 4095)),
-])
-def test_base_round_trip(item):
-    payload = pack_base(item)
-    assert unpack_base(payload, num_levels=6) == item
-    assert unpack_base(memoryview(bytearray(payload)), num_levels=6) == item  # zero-copy views work too
+@pytest.mark.parametrize("rows, cols", [(4096, 4096), (39, 38), (38, 1), (1, 1)])
+def test_a_payload_cannot_declare_another_grid_than_the_model(rows, cols):
+    """The 4096 case of issue 13: sizes are checked against the model before anything is allocated."""
+    with pytest.raises(MalformedFieldError) as e:
+        _unpack(pack_features(_item(rows, cols)))
+    assert e.value.field == "unit[7].payload.rows" and e.value.offset == OFFSET + 2
+    lat, hyp = latent_sizes((rows, cols))
+    with pytest.raises(MalformedFieldError) as e:  # the 1.x syntax, sizes made consistent
+        _unpack(_v1_base(out_h=rows, out_w=cols, latent_h=lat[0], latent_w=lat[1], hyper_h=hyp[0], hyper_w=hyp[1]))
+    assert e.value.field == "unit[7].payload.out_h"
 
 
-# name -> (payload, error class, field (after "unit[7].payload"), offset inside the payload)
+# name -> (payload, error class, field after "unit[7].payload", offset inside the payload)
 CORRUPTIONS = {
     "empty": (b"", TruncatedError, "", 0),
-    "short_header": (_base()[: HEADER - 1], TruncatedError, "", 0),
-    "bad_version": (_base(version=2), MalformedFieldError, ".version", 0),
-    "version_zero": (_base(version=0), MalformedFieldError, ".version", 0),
-    "level_too_high": (_base(level=2), MalformedFieldError, ".level", 1),
-    "level_255": (_base(level=255), MalformedFieldError, ".level", 1),
-    "out_h_zero": (_base(out_h=0, latent_h=0, hyper_h=0), MalformedFieldError, ".out_h", 2),
-    "out_w_too_big": (_base(out_w=4097, latent_w=2049, hyper_w=513), MalformedFieldError, ".out_h", 2),
-    "latent_h_mismatch": (_base(latent_h=20), MalformedFieldError, ".latent_h", 6),
-    "latent_w_mismatch": (_base(latent_w=22), MalformedFieldError, ".latent_h", 6),
-    "hyper_h_mismatch": (_base(hyper_h=4), MalformedFieldError, ".hyper_h", 10),
-    "hyper_w_mismatch": (_base(hyper_w=7), MalformedFieldError, ".hyper_h", 10),
-    "z_length_past_end": (_base(z_length=8 + 12 + 1), TruncatedError, ".z_length", 14),
-    "z_length_huge": (_base(z_length=0xFFFFFFFF), TruncatedError, ".z_length", 14),
+    "unknown_version": (b"\x07" + pack_features(_item())[1:], MalformedFieldError, ".version", 0),
+    "level_too_high": (pack_features(_item(level=2)), MalformedFieldError, ".level", 1),
+    "rows_zero": (bytes([2, 1, 0, 38, 0]), MalformedFieldError, ".rows", 2),
+    "z_past_end": (bytes([2, 1, 38, 38, 100]) + b"Z", MalformedFieldError, ".z", 5),
+    "varint_cut": (bytes([2, 1, 38, 38, 0x80]), MalformedFieldError, ".z_length", 4),
+    "varint_overlong": (bytes([2, 1, 0xA6, 0x00, 38, 0]), MalformedFieldError, ".rows", 2),
+    "v1_short_header": (_v1_base()[:17], MalformedFieldError, ".z_length", 14),
+    "v1_bad_latent": (_v1_base(latent_h=18), MalformedFieldError, ".latent_h", 6),
+    "v1_bad_hyper": (_v1_base(hyper_w=4), MalformedFieldError, ".hyper_h", 10),
+    "v1_z_past_end": (_v1_base(z_length=1000), MalformedFieldError, ".z", 18),
 }
 
 
 @pytest.mark.parametrize("name", sorted(CORRUPTIONS))
-def test_corrupt_base_names_field_and_absolute_offset(name):
-    payload, error, field, offset = CORRUPTIONS[name]
-    with pytest.raises(error) as exc:
+def test_every_refusal_names_field_and_offset(name):
+    payload, exc, field, rel = CORRUPTIONS[name]
+    with pytest.raises(exc) as e:
         _unpack(payload)
-    assert exc.value.field == f"unit[7].payload{field}"
-    assert exc.value.offset == UNIT_OFFSET + offset
-    assert f"byte offset {UNIT_OFFSET + offset}" in str(exc.value)
+    assert e.value.field.startswith("unit[7].payload") and e.value.field.endswith(field or "payload"), e.value.field
+    assert e.value.offset is not None and OFFSET <= e.value.offset <= OFFSET + len(payload) + 4
 
 
-def test_z_length_may_take_the_whole_rest():
-    item = _unpack(_base(z_length=20))
-    assert item.z == ITEM.z + ITEM.y and item.y == b""
+def test_window_round_trip_and_grid_check():
+    item = _item(6, 4, level=0)
+    payload = pack_window(30, 34, item)
+    assert unpack_window(payload, ctx=CTX, offset=OFFSET) == (30, 34, item)
+    with pytest.raises(MalformedFieldError) as e:  # rows 30..36 fit, columns 35..39 leave the 38-cell grid
+        unpack_window(pack_window(30, 35, item), ctx=CTX, offset=OFFSET, field="unit[3]")
+    assert e.value.field == "unit[3].payload.row0" and e.value.offset == OFFSET + 1
+    with pytest.raises(MalformedFieldError):
+        unpack_window(pack_window(0, 0, _item(4096, 4096, level=0)), ctx=CTX)
 
 
-def test_object_round_trip_and_size():
-    payload = pack_object(1, (10.5, 20.25, 300.0, 400.75), 0.875)
-    assert len(payload) == 22
-    assert unpack_object(payload) == (1, (10.5, 20.25, 300.0, 400.75), 0.875)
-
-
-@pytest.mark.parametrize("size", [0, 21, 23])
-def test_object_of_wrong_size_is_refused(size):
-    with pytest.raises(MalformedFieldError) as exc:
-        unpack_object(bytes(size), unit_offset=UNIT_OFFSET, field="unit[3]")
-    assert (exc.value.field, exc.value.offset) == ("unit[3].payload", UNIT_OFFSET)
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=64), st.integers(1, 255))
-def test_random_bytes_only_raise_ssb_errors(data, num_levels):
-    try:
-        item = unpack_base(data, num_levels=num_levels, unit_offset=UNIT_OFFSET)
-    except SSBError as exc:
-        assert exc.offset is not None and UNIT_OFFSET <= exc.offset < UNIT_OFFSET + max(len(data), 1)
-        assert exc.field and exc.field.startswith("unit.payload")
-        return
-    assert pack_base(item) == data  # an accepted payload has one canonical form
+def test_release_0_1_window_payloads_still_parse():
+    v1 = struct.pack("<BBHH", 1, 0, 30, 34) + _v1_base(out_h=6, out_w=4, latent_h=3, latent_w=2, hyper_h=1,
+                                                        hyper_w=1, level=0)
+    row0, col0, item = unpack_window(v1, ctx=CTX, offset=OFFSET)
+    assert (row0, col0, item.out_hw, item.level) == (30, 34, (6, 4), 0)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.integers(0, len(_base()) - 1), st.integers(1, 255))
-def test_one_byte_damage_is_refused_or_canonical(position, xor):
-    data = bytearray(_base())
-    data[position] ^= xor
-    try:
-        item = _unpack(bytes(data))
-    except SSBError:
-        return
-    assert pack_base(item) == bytes(data)
+@given(st.binary(max_size=40), st.sampled_from([pack_features(_item()), pack_window(2, 2, _item(6, 6, 0))]))
+def test_fuzzed_payloads_only_ever_raise_ssb_errors(noise, base):
+    for payload in (noise, base[: len(noise) % (len(base) + 1)], bytes(a ^ b for a, b in zip(base, noise)) + base[len(noise):]):
+        for fn in (_unpack, lambda p: unpack_window(p, ctx=CTX)):
+            try:
+                fn(payload)
+            except SSBError:
+                pass

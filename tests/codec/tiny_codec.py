@@ -36,3 +36,60 @@ def split_features(batch: int = 1, height: int = 38, width: int = 38, *, seed: i
     """Synthetic stand-in for split features ``[batch, 8, height, width]``."""
     g = torch.Generator().manual_seed(seed)
     return torch.randn(batch, TINY.in_channels, height, width, generator=g) * 4.0
+
+
+# -- a whole tiny model set: codec, front and the registrations a stream needs ---------------------
+from ssb.backbones.features import FRONTS, FeatureInfo, FrontCard  # noqa: E402
+from ssb.codec.zoo import Identity  # noqa: E402
+from ssb.errors import ModelMismatchError  # noqa: E402
+
+TINY_ID = "tiny-test.s8@1"
+TINY_FRONT = FrontCard("tiny-conv.s8", "tiny_codec:TinyFront", 300, (FeatureInfo("split", TINY.in_channels, 8),))
+FRONTS.setdefault(TINY_FRONT.name, TINY_FRONT)
+
+
+class TinyFront(torch.nn.Module):
+    """Stand-in front: one seeded stride-8 convolution, 3 -> 8 channels, 300 px -> the 38 x 38 grid."""
+
+    def __init__(self, pretrained: bool = False):
+        super().__init__()
+        with torch.random.fork_rng():
+            torch.manual_seed(3)
+            self.conv = torch.nn.Conv2d(3, TINY.in_channels, 8, stride=8, padding=2)
+        self.eval().requires_grad_(False)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def with_identity(codec: FeatureCodec, model_id: str = TINY_ID) -> FeatureCodec:
+    if getattr(codec, "identity", None) is None:
+        name, _, version = model_id.partition("@")
+        codec.identity = Identity("codec", name, int(version))
+    if getattr(codec, "front_name", None) is None:
+        codec.front_name = TINY_FRONT.name
+    return codec
+
+
+class TinyModels:
+    """A :class:`ssb.codec.models.ModelSet` stand-in holding the tiny codec (id ``tiny-test.s8@1``)."""
+
+    def __init__(self, codec: FeatureCodec | None = None, extra: dict | None = None):
+        self._codec = with_identity(codec or tiny_codec())
+        self._front = TinyFront()
+        self.extra = dict(extra or {})
+
+    def codec(self, model_id: str | None = None):
+        if model_id is not None and model_id != self._codec.identity.id:
+            raise ModelMismatchError(f"the stream was coded by {model_id}, the weights are {TINY_ID}", field="weights")
+        return self._codec
+
+    def front(self):
+        return self._front
+
+    def get(self, kind: str, *, behind=None, missing_ok: bool = False):
+        if kind in self.extra:
+            return self.extra[kind]
+        if missing_ok:
+            return None
+        raise ModelMismatchError(f"no {kind} model in the tiny set", field="weights")

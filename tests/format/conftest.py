@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from pathlib import Path
 import struct
 import zlib
 from types import SimpleNamespace
@@ -17,9 +18,8 @@ from ssb.errors import SSBError
 from ssb.format import SequenceHeader, UnitType, Writer, summarize
 from ssb.format import open as ssb_open
 from ssb.format.layout import (
-    FRAME_HEADER,
-    INDEX_ENTRY,
-    INDEX_HEADER,
+    FRAME_V2,
+    INDEX_ENTRY_V2,
     PRESENT_BBOX,
     PRESENT_CLASS,
     PRESENT_OBJECT,
@@ -27,12 +27,16 @@ from ssb.format.layout import (
     pack_preamble,
     pack_unit_header,
 )
+from ssb.format.wire import write_uv
+
+GOLDEN_V1 = Path(__file__).parent / "golden" / "v1"
 
 CLASSES = {"1": "person", "3": "car", "18": "dog"}
 
 
 def basic_stream() -> bytes:
-    """Three frames using every content type, frame/sequence metadata and an unknown type id."""
+    """Three frames using every content type, frame/sequence metadata, an unknown type id, described
+    objects (no unit), frame references, and entries repeating their predecessor's attributes."""
     buf = io.BytesIO()
     header = SequenceHeader(
         width=320,
@@ -45,13 +49,13 @@ def basic_stream() -> bytes:
     with Writer(buf, header) as w:
         w.add_unit(UnitType.METADATA, b'{"note":"sequence-level"}')
         for f in range(3):
-            w.begin_frame(f * 2, pts=f * 80_000, metadata={"scene": f})
+            w.begin_frame(f * 2, pts=f * 80_000, metadata={"scene": f}, refs=[2 * f - 2] if f else ())
             w.add_unit(UnitType.BASE, bytes(range(40 + f)))
             w.add_unit(UnitType.BACKGROUND, b"bg" * (5 + f))
             w.add_unit(UnitType.MOTION, b"mv" * 3, flags=1)
             for k in range(2 + f):
                 cls = (1, 3, 18)[k % 3]
-                box = (10.0 * k, 5.0 + k, 10.0 * k + 30.5, 60.25 + k)
+                box = (10.0 * k, 5.0 + k, 10.0 * k + 30.0, 60.0 + k)
                 w.add_unit(
                     UnitType.OBJECT,
                     b"obj%d-%d" % (f, k),
@@ -68,6 +72,7 @@ def basic_stream() -> bytes:
                     group_id=k,
                     bbox=box,
                 )
+            w.add_object(object_id=200 + f, class_id=1, bbox=(1, 2, 3, 4), score=0.75)
             w.add_unit(UnitType.RESIDUAL, b"res")
             w.add_unit(UnitType.METADATA, b'{"frame":%d}' % f)
             w.add_unit(UnitType.EXTENSION, b"\x0b\x00org.example" + b"payload")
@@ -84,91 +89,49 @@ def empty_stream() -> bytes:
 
 
 def future_minor_stream() -> bytes:
-    """A stream of version 1.3, built from the specification's tables by hand, that a 1.0 reader must read.
+    """A stream of version 2.3, built from the specification's tables by hand, that a 2.0 reader must read.
 
-    It appends unknown fields to the sequence and frame headers, uses 56-byte index
-    entries, holds an unknown content type (0x1234) and an unknown sequence-level type
-    (0x0100), sets reserved bits, and has no END (a live stream).
+    It appends unknown fields to the sequence header, the frame header and index entries, sets
+    reserved frame flags, holds an unknown content type (0x1234) and an unknown sequence-level
+    type (0x0100), and has no END (a live stream).
     """
-    out = [pack_preamble(1, 3)]
+    out = [pack_preamble(2, 3)]
 
     def unit(type_id: int, payload: bytes, flags: int = 0) -> bytes:
         return pack_unit_header(type_id, flags, payload) + payload
 
-    seq = (
-        SEQUENCE_HEADER.pack(
-            {
-                "width": 64,
-                "height": 32,
-                "fps_num": 30000,
-                "fps_den": 1001,
-                "codec": "future",
-                "metadata": {"classes": {"1": "person"}},
-            }
-        )
-        + b"FUTURE-FIELDS"
-    )
+    seq = SEQUENCE_HEADER.pack({"width": 64, "height": 32, "fps_num": 30000, "fps_den": 1001, "codec": "future",
+                                "metadata": {"classes": {"1": "person"}}}) + b"FUTURE-FIELDS"
     out.append(unit(UnitType.SEQUENCE_HEADER, seq))
     out.append(unit(0x0100, b"a sequence-level unit of a type this reader does not know"))
     for frame in (5, 9):
-        contents = [
-            (UnitType.BASE, b"base-%d" % frame, 0, {}),
-            (0x1234, b"future content", 7, {"object_id": 1, "class_id": 1, "bbox": (1.0, 2.0, 3.0, 4.0)}),
-            (UnitType.OBJECT, b"object", 0, {"object_id": 1, "class_id": 1, "bbox": (1.0, 2.0, 3.0, 4.0)}),
+        payloads = [b"base-%d" % frame, b"future content", b"object"]
+        entries = [
+            {"type": int(UnitType.BASE), "present": 0, "length": len(payloads[0]), "crc": zlib.crc32(payloads[0])},
+            {"type": 0x1234, "present": PRESENT_OBJECT | PRESENT_CLASS | PRESENT_BBOX | 32, "flags": 7,
+             "length": len(payloads[1]), "crc": zlib.crc32(payloads[1]), "object_id": 1, "class_id": 1,
+             "x0": 1, "y0": 2, "x1": 3, "y1": 4},
+            {"type": int(UnitType.OBJECT), "present": 128, "length": len(payloads[2]), "crc": zlib.crc32(payloads[2])},
         ]
-        entry_size = 56
-        fh_values = {
-            "frame_index": frame,
-            "flags": 0b10,
-            "reserved": 0,
-            "pts": 0,
-            "fragment_length": 1,
-            "metadata": {"future": True},
-        }
-        fh_len = len(FRAME_HEADER.pack(fh_values)) + 4  # + 4 unknown trailing bytes
-        index_len = INDEX_HEADER.fixed_size + entry_size * len(contents) + 3  # + 3 ignored trailing bytes
-        offset = 16 + fh_len + 16 + index_len
-        entries = []
-        for type_id, payload, flags, attrs in contents:
-            present = (
-                (PRESENT_OBJECT if "object_id" in attrs else 0)
-                | (PRESENT_CLASS if "class_id" in attrs else 0)
-                | (PRESENT_BBOX if "bbox" in attrs else 0)
-                | 0x100
-            )  # 0x100: a future attribute bit
-            x0, y0, x1, y1 = attrs.get("bbox", (0.0, 0.0, 0.0, 0.0))
-            entries.append(
-                INDEX_ENTRY.pack(
-                    {
-                        "type": int(type_id),
-                        "flags": flags,
-                        "present": present,
-                        "reserved": 0,
-                        "offset": offset,
-                        "length": len(payload),
-                        "object_id": attrs.get("object_id", 0),
-                        "class_id": attrs.get("class_id", 0),
-                        "group_id": 0,
-                        "x0": x0,
-                        "y0": y0,
-                        "x1": x1,
-                        "y1": y1,
-                        "score": 0.0,
-                    }
-                )
-                + b"\xee" * (entry_size - 48)
-            )
-            offset += 16 + len(payload)
-        fh = FRAME_HEADER.pack(dict(fh_values, fragment_length=offset)) + b"\xff\xff\xff\xff"
-        index = (
-            INDEX_HEADER.pack({"entry_size": entry_size, "reserved": 0, "entry_count": len(contents)})
-            + b"".join(entries)
-            + b"..."
-        )
-        out.append(unit(UnitType.FRAME_HEADER, fh))
-        out.append(unit(UnitType.INDEX, index))
-        out.extend(unit(t, p, fl) for t, p, fl, _ in contents)
+        records = [INDEX_ENTRY_V2.pack(e) + b"\xee\xee" for e in entries]  # + 2 future bytes per entry
+        body = b"".join(payloads)
+
+        def frame_payload(length: int) -> bytes:
+            head = FRAME_V2.pack({"frame_index": frame, "flags": 0b10 | 0x40, "fragment_length": length,
+                                  "ref_count": 0, "refs": [], "metadata": {"future": True}, "entry_count": 0,
+                                  "entries": []})[:-1]  # drop the empty entry count: entries follow
+            return head + write_uv(len(records)) + b"".join(write_uv(len(r)) + r for r in records) + b"\xff\xff"
+
+        length = 1
+        while length != 16 + len(frame_payload(length)) + len(body):  # fragment_length measures itself
+            length = 16 + len(frame_payload(length)) + len(body)
+        out.append(unit(UnitType.FRAME_HEADER, frame_payload(length)) + body)
     return b"".join(out)
+
+
+def v1_stream(name: str) -> bytes:
+    """A frozen 1.x stream written by the 0.1 release (tests/format/golden/v1), read, never written."""
+    return (GOLDEN_V1 / f"{name}.ssb").read_bytes()
 
 
 def describe(bs) -> dict:
@@ -210,6 +173,9 @@ def describe(bs) -> dict:
                 "offset": f.offset,
                 "length": f.length,
                 "units": [u.number for u in f.units],
+                "refs": list(f.refs),
+                "descriptors": [[d.object_id, d.class_id, d.group_id, list(d.bbox) if d.bbox else None, d.score]
+                                for d in f.descriptors],
             }
             for f in bs.frames
         ],
@@ -268,5 +234,7 @@ def ssb_cases() -> SimpleNamespace:
         fix_header_crc=fix_header_crc,
         fix_payload_crc=fix_payload_crc,
         golden=GOLDEN_CASES,
+        v1_stream=v1_stream,
+        v1_names=("basic", "empty", "future_minor", "truncated"),
         classes=CLASSES,
     )

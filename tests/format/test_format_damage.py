@@ -1,4 +1,9 @@
-"""Damage handling: every problem names its byte offset and field; damage stays local."""
+"""Damage handling: every problem names its byte offset and field; damage stays local.
+
+The byte-level tests run on both versions: the frozen 1.0 stream (16-byte unit headers, a
+separate INDEX unit) and today's 2.x stream (one FRAME_HEADER unit with a compact index, bare
+payloads whose CRCs the index holds).
+"""
 
 from __future__ import annotations
 
@@ -10,15 +15,17 @@ import pytest
 from ssb.errors import ChecksumError, MalformedFieldError, SSBError, TruncatedError, UnsupportedVersionError
 from ssb.format import UnitType
 from ssb.format import open as ssb_open
+from ssb.format.edit import rewrite_frame
 from ssb.format.layout import pack_preamble
 
 
-def _stream(ssb_cases):
-    data = ssb_cases.basic_stream()
+def _stream(ssb_cases, version: int = 1):
+    data = ssb_cases.v1_stream("basic") if version == 1 else ssb_cases.basic_stream()
     with ssb_open(data) as bs:
         layout = {
             "frames": [
-                (f.frame_index, f.header_unit.span[0], f.index_unit.span[0], f.offset + f.length)
+                (f.frame_index, f.header_unit.span[0], f.index_unit.span[0] if f.index_unit else None,
+                 f.offset + f.length)
                 for f in bs.frames
             ],
             "objects": [u for u in bs.units if u.type == UnitType.OBJECT],
@@ -38,24 +45,26 @@ def test_not_ssb_empty_and_short():
         ssb_open(pack_preamble())
 
 
-def test_preamble_checksum_and_versions(ssb_cases):
-    data = bytearray(ssb_cases.basic_stream())
+@pytest.mark.parametrize("version", [1, 2])
+def test_preamble_checksum_and_versions(ssb_cases, version):
+    data = bytearray(_stream(ssb_cases, version)[0])
     bad = bytearray(data)
     bad[10] = 1  # minor without fixing the CRC
     with pytest.raises(ChecksumError) as e:
         ssb_open(bytes(bad))
     assert e.value.field == "preamble.crc" and e.value.offset == 12
-    for major in (0, 2):
+    for major in (0, 3):
         newer = pack_preamble(major, 0) + bytes(data[16:])
         with pytest.raises(UnsupportedVersionError) as e:
             ssb_open(newer)
         assert e.value.field == "preamble.major" and e.value.offset == 8
-    with ssb_open(pack_preamble(1, 9) + bytes(data[16:])) as bs:  # a newer minor reads
-        assert bs.version == (1, 9) and bs.errors == [] and len(bs.frames) == 3
+    with ssb_open(pack_preamble(version, 9) + bytes(data[16:])) as bs:  # a newer minor reads
+        assert bs.version == (version, 9) and bs.errors == [] and len(bs.frames) == 3
 
 
-def test_damaged_payload_loses_only_its_unit(ssb_cases):
-    data, layout = _stream(ssb_cases)
+@pytest.mark.parametrize("version", [1, 2])
+def test_damaged_payload_loses_only_its_unit(ssb_cases, version):
+    data, layout = _stream(ssb_cases, version)
     victim = layout["objects"][3]
     corrupt = bytearray(data)
     corrupt[victim.offset] ^= 0xFF
@@ -92,11 +101,15 @@ def test_damaged_unit_header_is_caught_on_read(ssb_cases):
         assert e.value.field == f"unit[{victim.number}].header.length"
 
 
-@pytest.mark.parametrize("where", ["fh_header", "fh_payload", "index_payload", "index_header"])
-def test_damaged_fragment_loses_only_its_frame(ssb_cases, where):
-    data, layout = _stream(ssb_cases)
+@pytest.mark.parametrize("version,where", [(1, "fh_header"), (1, "fh_payload"), (1, "index_payload"),
+                                           (1, "index_header"), (2, "fh_header"), (2, "fh_payload"),
+                                           (2, "index_payload")])
+def test_damaged_fragment_loses_only_its_frame(ssb_cases, version, where):
+    data, layout = _stream(ssb_cases, version)
     frame_index, fh, ix, end = layout["frames"][1]
-    offset = {"fh_header": fh + 1, "fh_payload": fh + 16, "index_payload": ix + 40, "index_header": ix + 2}[
+    if version == 2:  # the index is inside the FRAME_HEADER payload
+        ix = fh + 16 - 16 + 8
+    offset = {"fh_header": fh + 1, "fh_payload": fh + 16, "index_payload": ix + 40, "index_header": (ix or 0) + 2}[
         where
     ]
     corrupt = bytearray(data)
@@ -116,7 +129,7 @@ def test_damaged_fragment_loses_only_its_frame(ssb_cases, where):
 
 
 def test_index_that_breaks_the_tiling_rule(ssb_cases):
-    data, layout = _stream(ssb_cases)
+    data, layout = _stream(ssb_cases, 1)
     _, fh, ix, end = layout["frames"][0]
     corrupt = bytearray(data)
     # entry 1's offset off by one, checksums repaired: only the tiling rule catches it
@@ -131,6 +144,38 @@ def test_index_that_breaks_the_tiling_rule(ssb_cases):
         assert err.field.endswith("payload.entries[1].offset") and err.offset == off_pos
 
 
+def test_index_v2_that_breaks_the_tiling_rule(ssb_cases):
+    """2.x: an entry length off by one (every CRC repaired) breaks the tiling of the fragment."""
+    data = ssb_cases.basic_stream()
+
+    def longer(values, payloads):
+        values["entries"][1]["length"] += 1
+
+    corrupt = rewrite_frame(data, 0, longer)
+    with ssb_open(corrupt) as bs:
+        assert [f.frame_index for f in bs.frames] == [2, 4]
+        err = bs.errors[0]
+        assert isinstance(err, MalformedFieldError) and err.offset is not None
+        assert err.field.endswith("payload.fragment_length") or "entries[" in err.field
+
+
+def test_bad_bbox_in_index_v2_is_named(ssb_cases):
+    data = ssb_cases.basic_stream()
+
+    new_x0 = []
+
+    def flip(values, payloads):
+        e = values["entries"][3]  # the first OBJECT, which has a box
+        e["x0"], e["x1"] = e["x1"] + 5, e["x0"]
+        new_x0.append(e["x0"])
+
+    corrupt = rewrite_frame(data, 0, flip)
+    with ssb_open(corrupt) as bs:
+        err = bs.errors[0]
+        assert isinstance(err, MalformedFieldError) and err.field.endswith("entries[3].x0")
+        assert err.offset is not None and corrupt[err.offset] == new_x0[0]  # x0's low byte, little-endian
+
+
 def test_bad_bbox_in_index_is_named(ssb_cases):
     data, layout = _stream(ssb_cases)
     _, fh, ix, end = layout["frames"][0]
@@ -143,8 +188,9 @@ def test_bad_bbox_in_index_is_named(ssb_cases):
         assert err.field.endswith("entries[3].x0") and err.offset == entry + 28
 
 
-def test_garbage_after_end_and_trailing_bytes(ssb_cases):
-    data = ssb_cases.basic_stream()
+@pytest.mark.parametrize("version", [1, 2])
+def test_garbage_after_end_and_trailing_bytes(ssb_cases, version):
+    data = _stream(ssb_cases, version)[0]
     with ssb_open(data + b"xyz") as bs:
         assert bs.complete and len(bs.frames) == 3
         assert "after the END unit" in str(bs.errors[-1])
@@ -153,8 +199,9 @@ def test_garbage_after_end_and_trailing_bytes(ssb_cases):
         assert isinstance(bs.errors[-1], TruncatedError)
 
 
-def test_resync_skips_garbage_between_fragments(ssb_cases):
-    data, layout = _stream(ssb_cases)
+@pytest.mark.parametrize("version", [1, 2])
+def test_resync_skips_garbage_between_fragments(ssb_cases, version):
+    data, layout = _stream(ssb_cases, version)
     _, fh, _, _ = layout["frames"][1]
     junk = bytes(range(256)) * 3 + b"\x02\x00" * 40  # false FRAME_HEADER candidates without valid CRCs
     with ssb_open(data[:fh] + junk + data[fh:]) as bs:

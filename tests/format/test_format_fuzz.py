@@ -14,7 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ssb.errors import SSBError
 from ssb.format import open as ssb_open
+from ssb.format.edit import rewrite_frame
 
 #: A hang guard, not a performance assertion: one case on a 3 kB stream takes milliseconds.
 HANG_SECONDS = 20
@@ -57,8 +59,13 @@ def _unit_header_positions(data: bytes):
         return [u.span[0] for u in bs.units]
 
 
-def test_every_truncation(ssb_cases):
-    data = ssb_cases.basic_stream()
+def _basic(ssb_cases, version):
+    return ssb_cases.v1_stream("basic") if version == 1 else ssb_cases.basic_stream()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_every_truncation(ssb_cases, version):
+    data = _basic(ssb_cases, version)
     with bounded():
         for cut in range(len(data)):
             ssb_cases.exercise(data[:cut])
@@ -66,8 +73,9 @@ def test_every_truncation(ssb_cases):
             ssb_cases.exercise(data[:cut], as_file=True)
 
 
-def test_bit_flips(ssb_cases):
-    data = ssb_cases.basic_stream()
+@pytest.mark.parametrize("version", [1, 2])
+def test_bit_flips(ssb_cases, version):
+    data = _basic(ssb_cases, version)
     rng = random.Random(1234)
     with bounded():
         for pos in range(len(data)):
@@ -79,9 +87,38 @@ def test_bit_flips(ssb_cases):
 BAD_LENGTHS = [0, 1, 16, 48, 0x7FFF_FFFF, 0xFFFF_FFFF]
 
 
+def test_corrupted_lengths_with_valid_checksums_v2(ssb_cases):
+    """2.x: entry lengths, CRCs, counts and references rewritten with every checksum fixed."""
+    data = ssb_cases.basic_stream()
+    with ssb_open(data) as bs:
+        n_frames = len(bs.frames)
+        n_entries = [len(f.units) + len(f.descriptors) for f in bs.frames]
+
+    def cases(n):
+        for value in BAD_LENGTHS:
+            yield lambda v, p, value=value: v["entries"][0].__setitem__("length", value)
+            yield lambda v, p, value=value: v.__setitem__("entry_count", value)
+            yield lambda v, p, value=value: v.__setitem__("ref_count", value % 1000)
+            yield lambda v, p, value=value: v.__setitem__("refs", [value] * 3)
+            yield lambda v, p, value=value: v.__setitem__("fragment_length", value)
+            yield lambda v, p, value=value: v["entries"][n - 1].__setitem__("object_id", value)
+        yield lambda v, p: v["entries"][0].__setitem__("present", 0x80)  # repeats a predecessor it lacks
+        yield lambda v, p: v["entries"].reverse()
+
+    with bounded(trace=True):
+        for position in range(n_frames):
+            for mutate in cases(n_entries[position]):
+                try:
+                    corrupt = rewrite_frame(data, position, mutate)
+                except (SSBError, OverflowError):
+                    continue  # not even encodable
+                ssb_cases.exercise(corrupt)
+                ssb_cases.exercise(corrupt, as_file=True)
+
+
 def test_corrupted_lengths_with_valid_checksums(ssb_cases):
     """Lengths and counts rewritten *and* their checksums fixed, so only the syntax checks can catch them."""
-    data = ssb_cases.basic_stream()
+    data = ssb_cases.v1_stream("basic")
     headers = _unit_header_positions(data)
     with bounded(trace=True):
         for pos in headers:
@@ -116,7 +153,7 @@ def test_corrupted_lengths_with_valid_checksums(ssb_cases):
 @settings(max_examples=150, deadline=None)
 @given(st.data())
 def test_random_mutations(ssb_cases, data):
-    base = bytearray(ssb_cases.basic_stream())
+    base = bytearray(_basic(ssb_cases, data.draw(st.sampled_from([1, 2]))))
     for _ in range(data.draw(st.integers(1, 8))):
         pos = data.draw(st.integers(0, len(base) - 1))
         base[pos] = data.draw(st.integers(0, 255))

@@ -1,6 +1,9 @@
 """Golden files: the writer's bytes and the reader's view of them must not drift.
 
-Regenerate (after a deliberate, versioned format change only) with ``SSB_REGEN_GOLDEN=1``.
+``golden/*.ssb`` are what today's writer (2.x) produces; ``golden/v1/*.ssb`` were written by the
+0.1 release (format 1.0) and are frozen: the reader must keep reading them exactly so.
+Regenerate (after a deliberate, versioned format change only) with ``SSB_REGEN_GOLDEN=1``; that
+rewrites the 2.x files and the reader's descriptions, never the frozen 1.0 bytes.
 """
 
 from __future__ import annotations
@@ -38,14 +41,28 @@ def test_golden_bytes_and_reading(name, ssb_cases):
         assert json.loads(json.dumps(ssb_cases.describe(bs))) == expected
 
 
-def test_golden_files_are_all_checked():
+def test_golden_files_are_all_checked(ssb_cases):
     on_disk = {p.stem for p in GOLDEN.glob("*.ssb")}
     assert on_disk == set(NAMES)
+    assert {p.stem for p in (GOLDEN / "v1").glob("*.ssb")} == set(ssb_cases.v1_names)
+
+
+@pytest.mark.parametrize("name", ["basic", "empty", "future_minor", "truncated"])
+def test_frozen_v1_streams_still_read(name, ssb_cases):
+    """Streams of format 1.0 (written by release 0.1) read as they always did."""
+    json_path = GOLDEN / "v1" / f"{name}.json"
+    data = ssb_cases.v1_stream(name)
+    with ssb_open(data) as bs:
+        assert bs.version[0] == 1
+        got = json.loads(json.dumps(ssb_cases.describe(bs)))
+    if REGEN:
+        json_path.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+    assert got == json.loads(json_path.read_text())
 
 
 def test_future_minor_is_read_with_unknown_parts_skipped(ssb_cases):
     with ssb_open(ssb_cases.future_minor_stream()) as bs:
-        assert bs.version == (1, 3)
+        assert bs.version == (2, 3)
         assert bs.errors == [] and not bs.complete
         assert [f.frame_index for f in bs.frames] == [5, 9]
         kinds = [u.type for u in bs.frames[0].units]

@@ -53,14 +53,14 @@ def test_writer_refuses_over_limit():
             w.begin_frame(1)
         with pytest.raises(LimitExceededError):
             w.add_unit(UnitType.METADATA, b'{"abcdefgh": 1}')
-    # the INDEX is a unit too: its size counts against max_unit_size when units are added
-    with Writer(io.BytesIO(), SequenceHeader(8, 8), limits=Limits(max_unit_size=110)) as w:
-        w.begin_frame(0)
-        w.add_unit(UnitType.BASE, b"a")
-        w.add_unit(UnitType.BASE, b"b")  # INDEX: 8 + 2 * 48 = 104 bytes
-        with pytest.raises(LimitExceededError):
-            w.add_unit(UnitType.BASE, b"c")  # would make it 152
+    # the FRAME_HEADER (which holds the index) is a unit too: end_frame refuses one over max_unit_size
+    w = Writer(io.BytesIO(), SequenceHeader(8, 8), limits=Limits(max_unit_size=40))
+    w.begin_frame(0)
+    for k in range(4):
+        w.add_unit(UnitType.OBJECT, b"a", object_id=k, class_id=1, bbox=(0, 0, 1, 1), score=0.5)
+    with pytest.raises(LimitExceededError):
         w.end_frame()
+    w.abort()
 
 
 def test_sequence_header_limits_are_fatal():

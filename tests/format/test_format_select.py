@@ -1,8 +1,14 @@
-"""Selection rules (docs/format.md section 10.1) and the bytes a query reads."""
+"""Selection rules (docs/format.md section 10.1) and the bytes a query reads.
+
+The ``bs`` tests pin the 1.x rules on the frozen 1.0 stream; the ``bs2`` tests the 2.x additions
+(shared motion/residual, described objects, class names, dependencies followed).
+"""
 
 from __future__ import annotations
 
 import pytest
+
+from ssb.errors import SSBError
 
 from ssb.format import UnitType
 from ssb.format import open as ssb_open
@@ -12,6 +18,12 @@ STRUCTURAL = (UnitType.SEQUENCE_HEADER, UnitType.FRAME_HEADER, UnitType.INDEX, U
 
 @pytest.fixture()
 def bs(ssb_cases):
+    with ssb_open(ssb_cases.v1_stream("basic")) as stream:
+        yield stream
+
+
+@pytest.fixture()
+def bs2(ssb_cases):
     with ssb_open(ssb_cases.basic_stream()) as stream:
         yield stream
 
@@ -90,7 +102,7 @@ def test_byte_ranges_are_merged_whole_units_and_reading_them_costs_no_more(bs):
 
 
 def test_selection_on_a_live_truncated_stream(ssb_cases):
-    data = ssb_cases.golden["truncated"]()
+    data = ssb_cases.v1_stream("truncated")
     with ssb_open(data) as bs:
         sel = bs.select(classes={1})
         assert sel.frames == [0, 2]
@@ -114,3 +126,32 @@ def test_attributed_unit_of_a_shared_type_is_content():
         sel = stream.select(classes={0})
         assert [bytes(p) for u, p in sel.payloads() if u.type == UnitType.BASE] == [b"", b"a"]
         assert all(u.class_id in (None, 0) for u in sel.units)
+
+
+def test_v2_opening_reads_only_frame_headers(bs2):
+    structural = sum(u.size for u in bs2.units if u.type in STRUCTURAL)
+    sequence_unit_headers = sum(16 for u in bs2.units if u.frame is None and u.type not in STRUCTURAL)
+    assert bs2.bytes_read == 16 + structural + sequence_unit_headers
+
+
+def test_v2_class_query_follows_references_and_shares_motion(bs2):
+    sel = bs2.select(classes={18}, frames=[4])  # frame 4 predicts from 2, which predicts from 0
+    assert sel.targets == [4] and sel.frames == [0, 2, 4] and sel.missing == []
+    assert _kinds(sel) == ["BASE", "FRAME_HEADER", "GROUP_MASK", "METADATA", "MOTION", "OBJECT", "RESIDUAL",
+                           "SEQUENCE_HEADER"]
+    attributed = [u for u in sel.units if u.attributed]
+    assert attributed and all(u.class_id == 18 for u in attributed)  # frame 0 holds no dog: no unit of it
+    alone = bs2.select(classes={18}, frames=[4], follow_refs=False)
+    assert alone.frames == [4] and alone.nbytes < sel.nbytes
+    assert bs2.select(frames=range(1, 4)).frames == [0, 2]
+
+
+def test_v2_described_objects_and_class_names(bs2):
+    sel = bs2.select(objects={201}, include_shared=False, follow_refs=False)
+    assert sel.units == [] and [(d.frame, d.object_id) for d in sel.descriptors] == [(2, 201)]
+    assert sel.targets == [2]
+    by_name = bs2.select(classes=["dog"])
+    assert [u.number for u in by_name.units] == [u.number for u in bs2.select(classes={18}).units]
+    with pytest.raises(SSBError) as e:
+        bs2.select(classes=["unicorn"])
+    assert e.value.field == "classes" and "unicorn" in str(e.value)

@@ -27,13 +27,16 @@ def _frame(w, index, n=2):
     "kwargs, field",
     [
         ({"bbox": (5, 0, 1, 1)}, "index.x0"),
-        ({"bbox": (0, 0, math.nan, 1)}, "index.x1"),
+        ({"bbox": (0, 0, math.nan, 1)}, "bbox"),
         ({"bbox": (0, 0, 1)}, "bbox"),
-        ({"score": math.inf}, "index.score"),
-        ({"object_id": -1}, "index.object_id"),
-        ({"class_id": 2**32}, "index.class_id"),
+        ({"bbox": (-1, 0, 1, 1)}, "bbox"),
+        ({"bbox": (0, 0, 70000, 1)}, "bbox"),
+        ({"score": math.inf}, "score"),
+        ({"score": 1.5}, "score"),
+        ({"object_id": -1}, "object_id"),
+        ({"class_id": 2**32}, "class_id"),
         ({"group_id": "a"}, "group_id"),
-        ({"flags": 1 << 16}, "header.flags"),
+        ({"flags": 1 << 16}, "flags"),
     ],
 )
 def test_bad_attributes_are_refused_and_the_writer_stays_usable(kwargs, field):
@@ -43,7 +46,7 @@ def test_bad_attributes_are_refused_and_the_writer_stays_usable(kwargs, field):
         with pytest.raises(MalformedFieldError) as e:
             w.add_unit(UnitType.OBJECT, b"x", **kwargs)
         assert e.value.field.startswith("frame[0].unit[0]") and e.value.field.endswith(field)
-        assert w.add_unit(UnitType.OBJECT, b"ok", object_id=1) == 3
+        assert w.add_unit(UnitType.OBJECT, b"ok", object_id=1) == 2  # after SEQUENCE_HEADER, FRAME_HEADER
         w.end_frame()
     with ssb_open(buf.getvalue()) as bs:
         assert [bytes(u.payload()) for u in bs.frames[0].units] == [b"ok"]
@@ -168,7 +171,7 @@ def test_writing_to_a_non_seekable_stream():
     with Writer(pipe, HEADER) as w:
         _frame(w, 0)
     with ssb_open(b"".join(pipe.chunks)) as bs:
-        assert bs.complete and len(bs.units) == 7
+        assert bs.complete and len(bs.units) == 6  # SEQUENCE_HEADER, FRAME_HEADER, 3 content units, END
 
 
 def test_end_frame_flushes_each_fragment(tmp_path):
@@ -181,3 +184,27 @@ def test_end_frame_flushes_each_fragment(tmp_path):
             sizes.append(len(bs.frames))
     w.close()
     assert sizes == [1, 2, 3]
+
+
+def test_described_objects_and_references():
+    """2.x: objects described without a unit, frame references checked against what was written."""
+    buf = io.BytesIO()
+    with Writer(buf, HEADER) as w:
+        w.begin_frame(0)
+        w.add_object(object_id=7, class_id=1, bbox=(1.4, 2.6, 10, 20), score=0.5)
+        with pytest.raises(MalformedFieldError):
+            w.add_object()  # no attribute at all
+        w.end_frame()
+        with pytest.raises(MalformedFieldError) as e:
+            w.begin_frame(1, refs=[5])  # frame 5 was never written
+        assert e.value.field == "frame[1].refs"
+        w.begin_frame(2, refs=[0])
+        w.add_unit(UnitType.RESIDUAL, b"r")
+        w.end_frame()
+        with pytest.raises(RuntimeError):
+            w.add_object(object_id=1)  # outside a frame
+    with ssb_open(buf.getvalue()) as bs:
+        d = bs.frames[0].descriptors[0]
+        assert (d.object_id, d.class_id, d.bbox) == (7, 1, (1.0, 3.0, 10.0, 20.0))
+        assert abs(d.score - 0.5) < 1 / 65535 and bs.frames[0].units == []
+        assert bs.frames[1].refs == (0,) and not bs.frames[1].key and bs.frames[0].key

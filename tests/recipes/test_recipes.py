@@ -11,7 +11,7 @@ import torch
 from ssb.recipes import data
 from ssb.recipes.cache import augment
 from ssb.recipes.data import Sample, vtest_indices
-from ssb.recipes.evaluate import Point, bd_rates
+from ssb.recipes.evaluation import Point, bd_rates, pixel_sweeps, summarize
 
 VTEST_FRAMES = 795  # vtest.avi of Debian's opencv-doc
 
@@ -67,8 +67,8 @@ def test_augment_is_deterministic_and_keeps_real_pixels():
     assert any(not np.array_equal(x.image, y.image) for x, y in zip(a, other))
 
 
-def _curve(method: str, rates, aps) -> list[Point]:
-    return [Point(method, q, r, ap, ap + 20.0, ap - 5.0, int(r * 1000), 10)
+def _curve(method: str, rates, aps, task: str = "detection") -> list[Point]:
+    return [Point(task, method, q, r, ap, ap + 20.0, ap - 5.0, int(r * 1000), 10, 30)
             for q, (r, ap) in enumerate(zip(rates, aps))]
 
 
@@ -77,33 +77,48 @@ def test_bd_rate_is_negative_when_ssb_dominates():
     aps = [20.0, 35.0, 45.0, 50.0]
     jpeg = [0.1, 0.2, 0.4, 0.8]
     points = (_curve("ssb", [r / 10 for r in jpeg], aps) + _curve("jpeg-input", jpeg, aps)
-              + [Point("original", 0, 24.0, 60.0, 80.0, 55.0, 1, 10)])
+              + [Point("detection", "original", 0, 24.0, 60.0, 80.0, 55.0, 1, 10, 30)])
     bd = bd_rates(points)
     assert set(bd) == {"jpeg-input"}  # "ssb" is the candidate, "original" is only the ceiling
     row = bd["jpeg-input"]
-    assert row["why_mAP"] is None and row["why_AP50"] is None
-    assert math.isfinite(row["bd_rate_mAP"]) and row["bd_rate_mAP"] == pytest.approx(-90.0, abs=0.01)
+    assert row["why_AP"] is None and row["why_AP50"] is None
+    assert math.isfinite(row["bd_rate_AP"]) and row["bd_rate_AP"] == pytest.approx(-90.0, abs=0.01)
     assert row["bd_rate_AP50"] == pytest.approx(-90.0, abs=0.01)
 
 
 def test_bd_rate_is_positive_when_ssb_needs_more_bits():
     aps = [20.0, 35.0, 45.0]
     bd = bd_rates(_curve("ssb", [0.2, 0.4, 0.8], aps) + _curve("webp-full", [0.1, 0.2, 0.4], aps))
-    assert bd["webp-full"]["bd_rate_mAP"] == pytest.approx(100.0, abs=0.01)
+    assert bd["webp-full"]["bd_rate_AP"] == pytest.approx(100.0, abs=0.01)
 
 
 def test_bd_rate_of_disjoint_curves_is_nan_with_a_reason():
     ssb_pts = _curve("ssb", [0.01, 0.02], [60.0, 70.0])
     bd = bd_rates(ssb_pts + _curve("avif-input", [0.1, 0.2], [10.0, 20.0]))
-    assert math.isnan(bd["avif-input"]["bd_rate_mAP"]) and "overlap" in bd["avif-input"]["why_mAP"]
+    assert math.isnan(bd["avif-input"]["bd_rate_AP"]) and "overlap" in bd["avif-input"]["why_AP"]
+
+
+def test_tasks_are_kept_apart_and_matched_at_equal_rate():
+    points = (_curve("ssb", [0.1, 0.2, 0.4], [10.0, 20.0, 30.0], "pose")
+              + _curve("jpeg-full", [0.1, 0.4], [5.0, 25.0], "pose")
+              + _curve("jpeg-full", [0.1, 0.4], [50.0, 60.0], "detection"))
+    s = summarize(points, "pose")
+    assert [r["level"] for r in s["matched_bpp"]] == [0, 1, 2]
+    assert s["matched_bpp"][1]["jpeg-full_AP_at_bpp"] == pytest.approx(15.0)  # halfway in log-rate
+    assert summarize(points, "detection")["matched_bpp"] == []  # no SSB detection points
+
+
+def test_one_pixel_point_serves_every_task_that_sweeps_it():
+    sweeps = pixel_sweeps(["jpeg"], ("detection", "pose"), ("input", "full"), qualities=[10, 50])
+    assert sorted(sweeps) == [("jpeg", "full", 10, ("detection", "pose")), ("jpeg", "full", 50, ("detection", "pose")),
+                              ("jpeg", "input", 10, ("detection",)), ("jpeg", "input", 50, ("detection",))]
 
 
 @pytest.mark.teacher
 @pytest.mark.media
 def test_fusion_recipe_tiny_run(tmp_path, monkeypatch):
     """Two real training frames, two steps: data built and cached, a loadable checkpoint bound to the codec."""
-    from ssb.codec.fusion import load_group_fusion
-    from ssb.codec.zoo import load_codec
+    from ssb.codec import zoo
     from ssb.errors import MissingDependencyError
     from ssb.recipes.train_fusion import FusionTrainConfig, train_fusion
 
@@ -119,5 +134,6 @@ def test_fusion_recipe_tiny_run(tmp_path, monkeypatch):
     assert data["inputs"].shape[0] == 2 and data["inputs"].shape[1] == 3 * 32 + 1
     assert data["split"].shape[1:] == (32, 38, 38) and data["logits"].shape[-1] == 91
     assert all(0 <= lv < 6 for lv in data["levels"].tolist())
-    model = load_group_fusion(load_codec(), out)
+    model = zoo.load("fusion", out, behind=zoo.MODEL_ID)
     assert model.modes == ("whole", "query") and model.width == 8
+    assert model.identity.behind == zoo.MODEL_ID and model.identity.version == zoo.next_version(model.identity.name)

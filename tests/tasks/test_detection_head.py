@@ -9,7 +9,7 @@ pytest.importorskip("torchvision")
 
 from ssb.errors import MalformedFieldError  # noqa: E402
 from ssb.tasks.anchors import encode_boxes  # noqa: E402
-from ssb.tasks.coco_names import (  # noqa: E402
+from ssb.format.labels import (  # noqa: E402
     COCO_CATEGORIES,
     COCO_EVAL_IDS,
     category_name,

