@@ -141,10 +141,14 @@ def encode(source, dest, *, codec: str | None = None, quality: int = 3, frames: 
 
 @dataclass
 class FrameResult:
+    """One analysed frame: each task's predictions, and the objects the stream's index describes
+    (with their track ids in video streams)."""
+
     frame_index: int
     image_size: tuple[int, int]
     predictions: dict[str, dict]
     pts: int | None = None
+    objects: list = field(default_factory=list)
 
 
 @dataclass
@@ -165,6 +169,29 @@ class _Counters:
     head_seconds: float = 0.0
     frames: int = 0
     extra: dict = field(default_factory=dict)
+
+
+def _with_tracks(pred: dict, objects: list, min_iou: float = 0.5) -> dict:
+    """``pred`` with ``track_ids``: each box matched (greedily, best score first, same class, IoU >=
+    ``min_iou``) to an object of the index that carries a track id; -1 when none matches."""
+    import torch
+
+    from ssb.codec.tracking import iou_matrix
+
+    tracked = [o for o in objects if o.object_id is not None and o.bbox is not None]
+    n = len(pred["boxes"])
+    ids = np.full(n, -1, dtype=np.int64)
+    if n and tracked:
+        iou = iou_matrix(np.asarray(pred["boxes"], dtype=np.float64), np.array([o.bbox for o in tracked]))
+        same = np.asarray(pred["labels"]).reshape(-1, 1) == np.array([o.class_id for o in tracked]).reshape(1, -1)
+        iou = np.where(same, iou, 0.0)
+        taken: set[int] = set()
+        for i in np.argsort(-np.asarray(pred["scores"], dtype=np.float64)):
+            j = int(np.argmax(np.where([k in taken for k in range(len(tracked))], -1.0, iou[i])))
+            if iou[i, j] >= min_iou and j not in taken:
+                ids[i] = tracked[j].object_id
+                taken.add(j)
+    return {**pred, "track_ids": torch.from_numpy(ids)}
 
 
 def _keep_classes(pred: dict, keep: set[int]) -> dict:
@@ -214,6 +241,7 @@ def iter_analyze(path, *, tasks: Sequence[str] = ("detection",), frames: Iterabl
 
             names = label_names(bs.header.metadata)
             keep = {class_id(x, names) for x in ([classes] if isinstance(classes, (str, int)) else classes)}
+        tracks = (bs.header.metadata or {}).get("object_ids") == "tracks"
         steps = dec.plan(frames=frames, classes=keep, objects=objects, need=need)
         for step in _progress(steps, desc="analyze", enabled=progress):
             t1 = time.perf_counter()
@@ -225,15 +253,17 @@ def iter_analyze(path, *, tasks: Sequence[str] = ("detection",), frames: Iterabl
             preds: dict[str, dict] = {}
             for p in plan:
                 kwargs = {kw: [preds[up]] for up, kw in p.inputs.items()}
-                if needs_of(p.head) == {"motion"}:
+                if "motion" in needs_of(p.head):
                     kwargs["frame"] = df
                 out = p.head(df.features, image_sizes=[df.image_size], **kwargs)[0]
+                if tracks and "boxes" in out and "labels" in out and "track_ids" not in out:
+                    out = _with_tracks(out, df.objects)
                 preds[p.name] = _keep_classes(out, keep) if keep is not None else out
             c.head_seconds += time.perf_counter() - t1
             c.frames += 1
             c.bytes_read = bs.bytes_read
             yield FrameResult(df.frame_index, df.image_size, {p.name: preds[p.name] for p in plan if p.output},
-                              df.pts)
+                              df.pts, df.objects)
         c.bytes_read = bs.bytes_read
 
 

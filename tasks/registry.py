@@ -30,6 +30,7 @@ BUILTIN: dict[str, str] = {
     "detection": "ssb.tasks.detection:DetectionHead",
     "pose": "ssb.tasks.pose:PoseHead",
     "segmentation": "ssb.tasks.segmentation:SegmentationHead",
+    "motion": "ssb.tasks.motion:MotionHead",
 }
 _REGISTERED: dict[str, Callable[..., Any]] = {}
 

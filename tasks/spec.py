@@ -42,7 +42,8 @@ def declarations(head: Any, name: str = "head") -> tuple[dict[str, dict[str, int
     """Validated ``(required_features, needs_group_masks)`` of a head class or instance."""
     feats = getattr(head, "required_features", None)
     field = f"task[{name}].required_features"
-    if not isinstance(feats, Mapping) or not feats:
+    reads_features = "features" in tuple(getattr(head, "needs", ("features",)))
+    if not isinstance(feats, Mapping) or (not feats and reads_features):
         raise MalformedFieldError(f"head {name!r} must declare required_features "
                                   "({name: {'channels': C, 'stride': S}})", field=field)
     out: dict[str, dict[str, int]] = {}

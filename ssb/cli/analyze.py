@@ -26,6 +26,9 @@ def add_arguments(p) -> None:
     p.add_argument("--json", default=None,
                    help="write COCO results JSON here (image_id = frame index; with several tasks, one file "
                         "per task: OUT.<task>.json)")
+    p.add_argument("--mot", default=None, metavar="OUT.txt",
+                   help="write the index's object tracks of the analysed frames as MOT-challenge text "
+                        "(frame, id, x, y, w, h, score, -1, -1, -1)")
     p.add_argument("--weights", default=None, help="codec weights (default: the model the stream names)")
     p.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
                    help="where the feature synthesis and the heads run (onnxruntime: the onnx or gpu extra)")
@@ -36,6 +39,8 @@ def add_arguments(p) -> None:
 
 #: heads whose output is a set of scored boxes (they take --score-thresh)
 BOX_TASKS = ("detection", "pose", "segmentation")
+#: heads whose boxes come from the index (COCO results are written, --score-thresh does not apply)
+INDEX_TASKS = ("motion",)
 
 
 def _print_prediction(name: str, pred: dict, names: dict) -> None:
@@ -45,11 +50,15 @@ def _print_prediction(name: str, pred: dict, names: dict) -> None:
         print(f"  {name}: {shapes}")
         return
     kps, masks = pred.get("keypoints"), pred.get("masks")
-    tracks = pred.get("track_ids")
+    tracks, disp = pred.get("track_ids"), pred.get("displacement")
     for j, (box, label, score) in enumerate(zip(pred["boxes"].tolist(), pred["labels"].tolist(),
                                                 pred["scores"].tolist())):
         x0, y0, x1, y1 = box
-        extra = f"  track {int(tracks[j])}" if tracks is not None else ""
+        extra = f"  track {int(tracks[j])}" if tracks is not None and int(tracks[j]) >= 0 else ""
+        if disp is not None:
+            unit = "px/s" if pred.get("per_second") else "px/frame"
+            extra += (f"  moved ({float(disp[j, 0]):+.1f}, {float(disp[j, 1]):+.1f}) px, "
+                      f"{float(pred['speed'][j]):.1f} {unit}, heading {float(pred['direction'][j]):.0f} deg")
         if kps is not None:
             extra += f"  {int((kps[j, :, 2] >= 0.3).sum())}/{kps.shape[1]} keypoints"
         if masks is not None:
@@ -62,7 +71,7 @@ def _json_paths(path: str, tasks: list[str]) -> dict[str, str]:
     """One COCO results file per box task: ``path`` itself for one task, ``<stem>.<task><suffix>`` for several."""
     from pathlib import Path
 
-    box_tasks = [t for t in tasks if t in BOX_TASKS]
+    box_tasks = [t for t in tasks if t in BOX_TASKS + INDEX_TASKS]
     if len(tasks) == 1:
         return {tasks[0]: path}
     p = Path(path)
@@ -91,6 +100,8 @@ def validate(args) -> tuple[dict, list]:
     if args.json:
         for path in _json_paths(args.json, tasks).values():
             check_output(path, "--json")
+    if args.mot:
+        check_output(args.mot, "--mot")
     if args.runtime == "onnxruntime":
         from ssb._optional import require
 
@@ -106,6 +117,7 @@ def run(args) -> int:
     opts = ({t: {"score_thresh": args.score_thresh} for t in tasks if t in BOX_TASKS}
             if args.score_thresh is not None else None)
     writers = {t: ResultsWriter(p) for t, p in _json_paths(args.json, tasks).items()} if args.json else {}
+    mot = open(args.mot, "w") if args.mot else None  # noqa: SIM115 - closed in finally
     counters = _Counters()
     try:
         for fr in iter_analyze(args.file, tasks=tasks, frames=args.frames, classes=args.classes,
@@ -118,10 +130,19 @@ def run(args) -> int:
                 _print_prediction(name, pred, names)
                 if name in writers and "boxes" in pred and "scores" in pred:
                     writers[name].extend(to_coco_results([pred], [fr.frame_index]))
+            if mot is not None:
+                for o in fr.objects:
+                    if o.object_id is not None and o.bbox is not None:
+                        x0, y0, x1, y1 = o.bbox
+                        mot.write(f"{fr.frame_index},{o.object_id},{x0:.1f},{y0:.1f},{x1 - x0:.1f},{y1 - y0:.1f},"
+                                  f"{o.score if o.score is not None else 1:.3f},-1,-1,-1\n")
+                mot.flush()
             sys.stdout.flush()
     finally:
         for w in writers.values():
             w.close()
+        if mot is not None:
+            mot.close()
     share = 100.0 * counters.bytes_read / max(counters.file_size, 1)
     print(f"read {counters.bytes_read} of {counters.file_size} bytes ({share:.1f}%); decode "
           f"{counters.decode_seconds:.3f} s, heads {counters.head_seconds:.3f} s", file=sys.stderr)

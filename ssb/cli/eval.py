@@ -1,7 +1,9 @@
 """``ssb eval -o DIR [--task detection,pose,segmentation] [--codecs jpeg,webp,avif]``: rate-accuracy tables.
 
 Every task is measured against its teacher on the original pixels of the held-out frames, all from
-one loop over detectron2-style evaluators (:mod:`ssb.recipes.evaluation`).
+one loop over detectron2-style evaluators (:mod:`ssb.recipes.evaluation`).  ``ssb eval --video``
+scores detection on the held-out clip: SSB video (``--gops``) and SSB intra against H.264, H.265
+and AV1 (:mod:`ssb.recipes.evaluation.video`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ def add_arguments(p) -> None:
     p.add_argument("-o", "--output", default="eval", help="folder for rate_accuracy.{csv,json} and plots")
     p.add_argument("--task", default=["detection"], type=name_list,
                    help="tasks to evaluate: detection, pose, segmentation (comma-separated)")
-    p.add_argument("--codecs", default="jpeg,webp,avif", help="pixel codecs to compare against ('' for none)")
+    p.add_argument("--video", action="store_true",
+                   help="the video evaluation: SSB video and intra vs H.264/H.265/AV1 on the held-out clip")
+    p.add_argument("--gops", default=[16, 64], type=id_list, help="with --video: SSB key-frame intervals")
+    p.add_argument("--codecs", default=None,
+                   help="pixel codecs to compare against ('' for none; default jpeg,webp,avif, with --video "
+                        "h264,h265,av1)")
     p.add_argument("--variants", default="input,full", help="pixel-codec variants: input (300x300), full")
     p.add_argument("--levels", default=None, type=id_list, help="SSB quality levels (default: all)")
     p.add_argument("--frame-step", type=int, default=None, help="use every Nth held-out frame (default 5)")
@@ -41,15 +48,43 @@ def _head_weights(text: str | None, tasks: list[str]) -> dict:
     return out
 
 
+def _run_video(args) -> int:
+    from ssb.adapters.video_codecs import CODECS
+
+    codecs = [c.strip() for c in (args.codecs if args.codecs is not None else "h264,h265,av1").split(",") if c.strip()]
+    unknown = [c for c in codecs if c not in CODECS]
+    if unknown:
+        raise SSBError(f"--codecs with --video: choose among {', '.join(CODECS)}, got {', '.join(unknown)}",
+                       field="--codecs")
+    if any(g < 1 for g in args.gops):
+        raise SSBError("--gops must be >= 1", field="--gops")
+    from ssb.recipes.evaluation import summarize
+    from ssb.recipes.evaluation.video import run_video_eval
+
+    pts = run_video_eval(args.output, weights=args.weights, levels=args.levels, gops=args.gops, codecs=codecs,
+                         progress=not args.quiet)
+    for anchor in sorted({p.method for p in pts if p.method.startswith("ssb-video")}):
+        for method, v in summarize(pts, "detection", anchor=anchor)["bd_rate"].items():
+            if method.startswith("ssb-video"):
+                continue
+            why = f"  ({v['why_AP']})" if v["why_AP"] else ""
+            print(f"BD-rate of {anchor} vs {method:>10}: AP {v['bd_rate_AP']:+.1f}%  AP50 {v['bd_rate_AP50']:+.1f}%{why}")
+    print(f"wrote {args.output}/video_rate_accuracy.csv, .json and plots")
+    return 0
+
+
 def run(args) -> int:
     import math
 
     from ssb.recipes.evaluation import TASKS
 
+    if args.video:
+        return _run_video(args)
     bad = [t for t in args.task if t not in TASKS]
     if bad:
         raise SSBError(f"ssb eval supports --task {', '.join(TASKS)}, got {', '.join(bad)}", field="--task")
-    codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
+    codecs = [c.strip() for c in (args.codecs if args.codecs is not None else "jpeg,webp,avif").split(",")
+              if c.strip()]
     from ssb.adapters.pixel_codecs import codec_names
 
     unknown = [c for c in codecs if c not in codec_names()]

@@ -56,6 +56,7 @@ class DecodedFrame:
     key: bool = True
     motion: Any = None
     objects: list[Any] = field(default_factory=list)
+    fps: float = 0.0  #: the stream's frame rate (0 when unknown)
 
 
 @dataclass
@@ -65,6 +66,7 @@ class Step:
     frame: FrameEntry
     units: list[UnitEntry]
     output: bool = True
+    need: frozenset = frozenset({FEATURES})
 
     @property
     def nbytes(self) -> int:
@@ -102,6 +104,7 @@ class EncodeStats:
     pixels: int = 0
     bytes_by_type: dict[str, int] = field(default_factory=dict)
     objects: int = 0
+    tracks: int = 0
     stream_bytes: int = 0  #: the whole file, container included (set when the writer closes)
 
     def add(self, kind: str, n: int) -> None:
@@ -165,7 +168,7 @@ class StreamDecoder:
         """The frames to decode for a query, in stream order, with the units each needs."""
         need = self.check_need(need)
         sel = self.bs.select(frames=frames, types=self.unit_types(need), include_shared=False)
-        return self._steps(sel, set(sel.targets))
+        return self._steps(sel, set(sel.targets), need)
 
     def check_need(self, need: Iterable[str]) -> frozenset[str]:
         """``need`` as a set, refused when this decoder cannot provide it."""
@@ -176,13 +179,13 @@ class StreamDecoder:
                                       f"{sorted(unknown)}", field="need")
         return need
 
-    def _steps(self, sel, targets: set[int]) -> Iterator[Step]:
+    def _steps(self, sel, targets: set[int], need: frozenset = frozenset({FEATURES})) -> Iterator[Step]:
         by_frame: dict[int, list] = {}
         for u in sel.units:
             by_frame.setdefault(u.frame, []).append(u)
         for fi in sel.frames:
             fr = self.bs.frame(fi)
-            yield Step(fr, by_frame.get(fi, []), fi in targets)
+            yield Step(fr, by_frame.get(fi, []), fi in targets, need)
 
     def decode(self, step: Step) -> DecodedFrame:  # pragma: no cover - abstract
         raise NotImplementedError

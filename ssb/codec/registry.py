@@ -43,6 +43,8 @@ BUILTIN: dict[str, tuple[str, str, str]] = {
                   "each frame coded alone: one BASE unit of shared split features"),
     "ssb.grouped": ("ssb.codec.groups:GroupEncoder", "ssb.codec.groups:GroupedDecoder",
                     "background + one independently decodable group (mask + features) per object"),
+    "ssb.video": ("ssb.codec.video:VideoEncoder", "ssb.codec.video:VideoDecoder",
+                  "key frames + predicted frames (MOTION + RESIDUAL units), object tracks in the index"),
 }
 _REGISTERED: dict[str, CodecSpec] = {}
 #: 0.1 streams named the model in the header's codec field

@@ -82,6 +82,7 @@ ZOO: dict[str, ModelCard] = {c.id: c for c in (
               aliases=("pose-roi.s8",)),
     ModelCard("segmentation", "mask-roi.s8", 1, "seg_s8.pt", "ssb.tasks.segmentation:build_net",
               behind=_CODEC_V1, aliases=("mask-roi.s8",)),
+    ModelCard("video", "ssvc-residual.s8", 1, "video_s8.pt", "ssb.codec.video.residual:build", behind=_CODEC_V1),
 )}
 #: The model of each kind used when none is named.
 DEFAULTS: dict[str, str] = {c.kind: c.id for c in ZOO.values()}

@@ -93,3 +93,27 @@ class TinyModels:
         if missing_ok:
             return None
         raise ModelMismatchError(f"no {kind} model in the tiny set", field="weights")
+
+
+def tiny_video_coder(seed: int = 1):
+    """A small residual coder (the ``video`` model) for the tiny codec's 8-channel latent, tables built."""
+    from ssb.codec.video.residual import ResidualCoder, ResidualConfig
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        coder = ResidualCoder(ResidualConfig(latent=TINY.latent, hidden=16, hyper=4))
+    coder.eval()
+    coder.update()
+    coder.identity = Identity("video", "tiny-video.s8", 1, TINY_ID)
+    return coder
+
+
+def _model(self, kind: str, model_id: str, *, behind=None):
+    model = self.get(kind)
+    if model.identity.id != model_id:
+        raise ModelMismatchError(f"the stream names {kind} model {model_id}, the tiny set has {model.identity.id}",
+                                 field="weights")
+    return model
+
+
+TinyModels.model = _model

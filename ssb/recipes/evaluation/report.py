@@ -53,6 +53,8 @@ def bd_rates(points: list[Point], task: str = "detection", anchor: str = "ssb") 
     out = {}
     others = sorted({p.method for p in points if p.task == task} - {anchor, "original", "features",
                                                                      "ssb-teacher-boxes"})
+    if not r_s:
+        return out
     for method in others:
         r, ap, ap50 = _curve(points, task, method)
         v, why = bd_or_nan(bd_rate, r, ap, r_s, ap_s, pareto=True)
