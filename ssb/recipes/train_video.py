@@ -6,7 +6,8 @@ analysis gives the latent; DIS motion is estimated between consecutive original 
 encoder does (:mod:`ssb.codec.video.motion`).  Residuals are then produced exactly as the
 encoder produces them (closed loop: the reference is the previous frame *as decoded*; the same
 motion-compensation decision, the same dead zone), over GOPs of ``gop`` frames, at every quality
-level, for every dead zone in ``deadzones``.  The model is trained to minimize their bits
+level, with the encoder's dead zone of that level (:func:`ssb.codec.video.encoder.deadzone_for`)
+times each factor of ``deadzone_factors``.  The model is trained to minimize their bits
 (residual under its hyperprior, plus the hyper-latent), then ``update()`` freezes integer tables
 and the integer hyper-synthesis into the checkpoint (zoo kind ``video``).  Seeded; tqdm progress.
 """
@@ -30,8 +31,8 @@ class VideoTrainConfig:
     first_frame: int = 0
     last_frame: int = 599
     gop: int = 32
-    deadzones: tuple[float, ...] = (1.0, 1.5)
-    iterations: int = 3000
+    deadzone_factors: tuple[float, ...] = (1.0, 1.5)
+    iterations: int = 12000
     batch_size: int = 16
     lr: float = 1e-3
     seed: int = 0
@@ -81,7 +82,7 @@ def build_video_data(cfg: VideoTrainConfig, models, *, progress: bool = True) ->
 @torch.no_grad()
 def simulate_residuals(data: dict, codec, cfg: VideoTrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The encoder's residuals (int16 ``[M, C, h, w]``) and their levels, closed loop (see the module doc)."""
-    from ssb.codec.video.encoder import residual_of
+    from ssb.codec.video.encoder import deadzone_for, residual_of
     from ssb.codec.video.motion import MotionField
 
     out, levels = [], []
@@ -89,7 +90,7 @@ def simulate_residuals(data: dict, codec, cfg: VideoTrainConfig) -> tuple[torch.
     n = len(lat)
     for level in range(codec.config.num_levels):
         gain = torch.exp(codec.log_gain[level])[:, None, None]
-        for deadzone in cfg.deadzones:
+        for deadzone in (f * deadzone_for(level) for f in cfg.deadzone_factors):
             ref = None
             for t in range(n):
                 y = lat[t : t + 1] * gain

@@ -82,6 +82,7 @@ def test_huge_png_header_refused_before_decoding(tmp_path, helpers):
         load_image(tmp_path / "small.png", max_pixels=100)
 
 
+@pytest.mark.platform
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and ru_maxrss as on Linux")
 def test_huge_header_allocates_nothing_big(tmp_path, helpers):
     """In a child capped at +200 MiB of address space: a decode of 72 MP RGB would need 288 MB."""
@@ -141,6 +142,7 @@ def test_not_an_image(tmp_path):
     assert "not an image" in str(_refused(tmp_path / "notes.png", MalformedFieldError))
 
 
+@pytest.mark.platform
 def test_directory_missing_and_unreadable(tmp_path):
     with pytest.raises(MalformedFieldError, match="directory") as e:
         load_image(tmp_path)
@@ -159,6 +161,7 @@ def test_directory_missing_and_unreadable(tmp_path):
         p.chmod(0o644)
 
 
+@pytest.mark.platform
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
 def test_fifo_and_device_refused_without_blocking(tmp_path):
     os.mkfifo(tmp_path / "pipe.png")

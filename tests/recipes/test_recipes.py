@@ -137,3 +137,34 @@ def test_fusion_recipe_tiny_run(tmp_path, monkeypatch):
     model = zoo.load("fusion", out, behind=zoo.MODEL_ID)
     assert model.modes == ("whole", "query") and model.width == 8
     assert model.identity.behind == zoo.MODEL_ID and model.identity.version == zoo.next_version(model.identity.name)
+
+
+@pytest.mark.teacher
+@pytest.mark.media
+def test_video_recipe_tiny_run(tmp_path, monkeypatch):
+    """Six real training frames, three steps: the closed-loop residuals as the encoder makes them, a loadable
+    video model bound to the codec that codes a residual and decodes it back exactly."""
+    from ssb.codec import zoo
+    from ssb.codec.video.encoder import deadzone_for
+    from ssb.pipeline import Models
+    from ssb.recipes.train_video import VideoTrainConfig, build_video_data, simulate_residuals, train_video
+
+    monkeypatch.setenv("SSB_CACHE", str(tmp_path / "cache"))
+    cfg = VideoTrainConfig(first_frame=40, last_frame=45, gop=3, iterations=3, batch_size=2)
+    out = train_video(cfg, tmp_path / "video.pt", progress=False)
+    assert len(list((tmp_path / "cache").glob("video-data-*.pt"))) == 1
+    models = Models()
+    codec = models.zoo.codec()
+    data = build_video_data(cfg, models, progress=False)
+    assert data["latents"].shape[0] == 6 and data["motion"].shape[1:] == (2, 38, 38)
+    res, levels = simulate_residuals(data, codec, cfg)
+    # per level and dead-zone factor: 6 frames in GOPs of 3 -> 4 predicted frames
+    assert len(res) == 4 * codec.config.num_levels * len(cfg.deadzone_factors)
+    big = res[levels == 0].abs()
+    assert int(big.max()) >= 1 and float((res == 0).float().mean()) > 0.5  # the dead zone skips most elements
+    assert deadzone_for(0) < deadzone_for(5)
+    model = zoo.load("video", out, behind=codec.identity.id)
+    assert model.identity.kind == "video" and model.identity.behind == codec.identity.id
+    r = res[:1].float()
+    z, y = model.compress(r)
+    assert torch.equal(model.decompress(z, y, tuple(r.shape[-2:])), r)

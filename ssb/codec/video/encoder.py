@@ -29,13 +29,22 @@ from ssb.errors import MalformedFieldError
 from ssb.format import SequenceHeader, UnitType
 from ssb.format.payloads import RESIDUAL
 
-__all__ = ["VideoEncoder", "CODEC_ID", "DEFAULT_GOP", "DEFAULT_DEADZONE", "residual_of"]
+__all__ = ["VideoEncoder", "CODEC_ID", "DEFAULT_GOP", "DEFAULT_DEADZONE", "DEADZONES", "deadzone_for", "residual_of"]
 
 CODEC_ID = "ssb.video"
 #: a key frame every 64 frames: 6.4 s at vtest's 10 fps (a static camera changes little)
 DEFAULT_GOP = 64
-#: residual dead zone in quantization steps (tuned on training frames 0-599 of vtest)
-DEFAULT_DEADZONE = 1.0
+#: residual dead zone in quantization steps, per quality level (tuned on vtest training frames
+#: 420-594, never on the held-out 620-794): coarse levels have large steps, so a skipped element
+#: costs more accuracy there and the zone is narrower; from level 3 on one step is best
+DEADZONES = (0.625, 0.75, 0.875, 1.0)
+#: ``None``: the per-level default (:data:`DEADZONES`)
+DEFAULT_DEADZONE = None
+
+
+def deadzone_for(level: int) -> float:
+    """The default residual dead zone of quality ``level``."""
+    return DEADZONES[min(int(level), len(DEADZONES) - 1)]
 FLAG_MC = 1
 
 
@@ -59,19 +68,20 @@ class VideoEncoder(StreamEncoder):
     codec_id = CODEC_ID
 
     def __init__(self, models, *, quality: int = 3, detector=None, gop: int = DEFAULT_GOP,
-                 deadzone: float = DEFAULT_DEADZONE, intra_ratio: float = 0.8, min_score: float = 0.3,
+                 deadzone: float | None = DEFAULT_DEADZONE, intra_ratio: float = 0.8, min_score: float = 0.3,
                  motion_compensation: bool = True):
         super().__init__(models)
         if int(gop) < 1:
             raise MalformedFieldError(f"gop must be >= 1, got {gop}", field="gop")
-        if not 0.5 <= float(deadzone) <= 8:
+        if deadzone is not None and not 0.5 <= float(deadzone) <= 8:
             raise MalformedFieldError(f"deadzone must be in [0.5, 8] quantization steps, got {deadzone}",
                                       field="deadzone")
         self._intra = ImageEncoder(models, quality=quality, detector=detector, min_score=min_score)
         self.stats = self._intra.stats
         self.codec, self.level = self._intra.codec, self._intra.level
         self.coder = models.get("video", behind=self.codec.identity.id)
-        self.gop, self.deadzone, self.intra_ratio = int(gop), float(deadzone), float(intra_ratio)
+        self.gop, self.intra_ratio = int(gop), float(intra_ratio)
+        self.deadzone = deadzone_for(self.level) if deadzone is None else float(deadzone)
         self.motion_compensation = bool(motion_compensation)
         from ssb.backbones.features import front_card
 
