@@ -8,6 +8,7 @@
 * :mod:`ssb.adapters.video_codecs` - H.264 / H.265 / AV1 baselines through ffmpeg.
 * :mod:`ssb.adapters.onnx` - ONNX Runtime for the decoder-side networks (CPU, CUDA).
 * :mod:`ssb.adapters.mmaction` - mmaction2 skeletons, an SSB-features backbone, results.
+* :mod:`ssb.adapters.ray` - batch analysis of many streams on Ray Data (or a local loop) into Parquet.
 * :mod:`ssb.adapters.pixel_codecs` - JPEG / WebP / AVIF / PNG baselines through Pillow.
 * :mod:`ssb.adapters.torchvision` - torchvision training targets and ``BackboneAdapter``.
 

@@ -16,7 +16,9 @@ Features (mmaction2 loaded, and SSB's classes registered, on first use):
 * ``SSBFeatureDataset`` (``DATASETS``) and ``LoadSSBFeatures`` (``TRANSFORMS``): samples
   ``(features [T, C, H, W] | path to .pt / .npy, label)`` packed by ``PackActionInputs``, so
   mmengine's ``Runner`` trains and tests on them; :func:`feature_recognizer_cfg` is a matching model;
-* :func:`to_action_data_samples`: SSB action-head results -> mmaction2 ``ActionDataSample``.
+* :func:`to_action_data_samples`: SSB action-head results -> mmaction2 ``ActionDataSample``;
+  :func:`action_data_samples`: the same from one frame's output of the ``action`` head
+  (:class:`ssb.tasks.action.ActionHead`), one sample per track, with the label names.
 
 Importing this module imports neither torch nor mmaction2; see
 :mod:`ssb.adapters._mmaction_compat` for what loading mmaction2 patches.
@@ -36,7 +38,8 @@ from . import _mmaction_compat
 from ._arrays import as_numpy, numeric
 
 __all__ = [
-    "to_skeleton_annotation", "skeleton_pickle", "to_action_data_samples", "feature_recognizer_cfg",
+    "to_skeleton_annotation", "skeleton_pickle", "to_action_data_samples", "action_data_samples",
+    "feature_recognizer_cfg",
     "load_mmaction", "mmaction_config_path", "SSBFeatureBackbone", "SSBFeatureDataset", "LoadSSBFeatures",
 ]
 
@@ -281,6 +284,32 @@ def to_action_data_samples(results: Sequence[Mapping[str, Any]], *, num_classes:
         sample.set_pred_score(torch.from_numpy(full))
         sample.set_pred_label(int(labels[int(np.argmax(scores))]))
         samples.append(sample)
+    return samples
+
+
+def action_data_samples(pred: Mapping[str, Any]) -> list:
+    """One frame's ``action`` head output (``track_ids``, ``action_scores`` [N, C], ``frames`` [N, 2],
+    ``label_names``) as mmaction2 ``ActionDataSample`` objects, one per track: ``pred_score`` every
+    class's probability, ``pred_label`` the best, metainfo ``track_id``, ``frames`` and ``label_names``."""
+    if not isinstance(pred, Mapping):
+        raise MalformedFieldError(f"an action result must be a mapping, got {type(pred).__name__}", field="pred")
+    absent = [k for k in ("track_ids", "action_scores", "frames", "label_names") if k not in pred]
+    if absent:
+        raise MalformedFieldError(f"not an action-head result: missing {absent}", field="pred")
+    probs = numeric(pred["action_scores"], "pred.action_scores")
+    names = [str(n) for n in pred["label_names"]]
+    if probs.ndim != 2 or probs.shape[1] != len(names):
+        raise MalformedFieldError(f"action_scores must be [N, {len(names)}], got {list(probs.shape)}",
+                                  field="pred.action_scores")
+    ids, spans = as_numpy(pred["track_ids"]).reshape(-1), as_numpy(pred["frames"]).reshape(-1, 2)
+    if len(ids) != len(probs) or len(spans) != len(probs):
+        raise MalformedFieldError(f"{len(ids)} track ids and {len(spans)} spans for {len(probs)} score rows",
+                                  field="pred.track_ids")
+    results = [{"track_id": int(t), "labels": np.arange(len(names)), "scores": p, "frames": np.asarray(f, np.int64)}
+               for t, p, f in zip(ids, probs, spans)]
+    samples = to_action_data_samples(results, num_classes=len(names))
+    for s in samples:
+        s.set_metainfo({"label_names": names})
     return samples
 
 

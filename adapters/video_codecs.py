@@ -18,12 +18,8 @@ frame plus the encoded bytes; every ffmpeg call has a timeout and is killed and 
 from __future__ import annotations
 
 import contextlib
-import functools
-import os
-import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -33,6 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from ssb.errors import MalformedFieldError, MissingDependencyError, SSBError
+
+from . import _ffmpeg as _ff
+from ._ffmpeg import FFmpegError
 
 __all__ = [
     "VideoCodec", "CODECS", "EncodedVideo", "FFmpegError", "DEFAULT_GOP", "DEFAULT_TIMEOUT",
@@ -47,10 +46,6 @@ DEFAULT_TIMEOUT = 120.0
 
 _X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                  "veryslow", "placebo")
-
-
-class FFmpegError(SSBError):
-    """ffmpeg or ffprobe failed or timed out; the message ends with the last lines of its stderr."""
 
 
 @dataclass(frozen=True)
@@ -137,106 +132,14 @@ def get_codec(name: str) -> VideoCodec:
     return CODECS[key]
 
 
-def _program(name: str) -> str:
-    """Path of ffmpeg / ffprobe ($SSB_FFMPEG / $SSB_FFPROBE first), or MissingDependencyError."""
-    wanted = os.environ.get(f"SSB_{name.upper()}") or name
-    found = shutil.which(wanted)
-    if found is None:
-        raise MissingDependencyError(f"{wanted} is required for the video codec baselines but was not found; "
-                                     f"install it with: apt-get install ffmpeg (or set $SSB_{name.upper()})")
-    return found
-
-
-def _run(cmd: list[str], *, timeout: float, input: bytes = b"") -> bytes:
-    """Run a short command to completion and return its stdout; FFmpegError on failure or timeout."""
-    try:  # subprocess.run kills and reaps the child on timeout
-        done = subprocess.run(cmd, check=False, input=input, capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise FFmpegError(f"{Path(cmd[0]).name} timed out after {timeout:g} s", field="ffmpeg") from exc
-    except OSError as exc:
-        raise FFmpegError(f"cannot run {cmd[0]}: {exc}", field="ffmpeg") from exc
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.decode("utf-8", "replace").strip().splitlines()[-8:])
-        raise FFmpegError(f"{Path(cmd[0]).name} exited with {done.returncode}:\n{tail}", field="ffmpeg")
-    return done.stdout
-
-
-@functools.lru_cache(maxsize=16)
-def _components(ffmpeg: str, kind: str) -> frozenset[str]:
-    """Names listed by ``ffmpeg -encoders`` / ``-decoders`` (cached per binary)."""
-    rows = map(str.split, _run([ffmpeg, "-hide_banner", f"-{kind}"], timeout=30).decode("utf-8", "replace")
-               .splitlines())
-    return frozenset(r[1] for r in rows if len(r) >= 2 and len(r[0]) == 6 and r[0][0] in "VAS")
-
-
-def _require(ffmpeg: str, kind: str, names: tuple[str, ...], codec: str) -> str:
-    """The first of ``names`` the installed ffmpeg has as an encoder / decoder."""
-    found = next((n for n in names if n in _components(ffmpeg, kind)), None)
-    if found is None:
-        raise MissingDependencyError(f"the installed ffmpeg ({ffmpeg}) has no {' / '.join(names)} "
-                                     f"{kind[:-1]} for {codec}; install a build with it, e.g. Debian's: "
-                                     "apt-get install ffmpeg")
-    return found
-
-
 def available_codecs() -> list[str]:
     """The registered codecs whose encoder and a decoder the installed ffmpeg has ([] without ffmpeg)."""
     try:
-        ffmpeg = _program("ffmpeg")
+        ffmpeg = _ff.program("ffmpeg")
     except MissingDependencyError:
         return []
-    enc, dec = _components(ffmpeg, "encoders"), _components(ffmpeg, "decoders")
+    enc, dec = _ff.components(ffmpeg, "encoders"), _ff.components(ffmpeg, "decoders")
     return [n for n, c in CODECS.items() if c.encoder in enc and any(d in dec for d in c.decoders)]
-
-
-class _Watchdog:
-    """Kills ``proc`` if it stays armed for more than ``timeout`` seconds (re-arming restarts the clock)."""
-
-    def __init__(self, proc: subprocess.Popen, timeout: float):
-        self._proc, self.timeout, self.fired, self._timer = proc, timeout, False, None
-
-    def arm(self) -> None:
-        self.disarm()
-        self._timer = threading.Timer(self.timeout, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-
-    def _fire(self) -> None:
-        self.fired = True
-        self._proc.kill()
-
-
-@contextlib.contextmanager
-def _ffmpeg(cmd: list[str], stderr: Path, timeout: float, *, stdin=None, stdout=None, env=None):
-    """Start ``cmd`` (stderr to a file) under a watchdog; on leaving, kill it if running and reap it."""
-    try:
-        with open(stderr, "wb") as errf:
-            proc = subprocess.Popen(cmd, stdin=stdin or subprocess.DEVNULL, stderr=errf,
-                                    stdout=stdout or subprocess.DEVNULL, env={**os.environ, **(env or {})})
-    except OSError as exc:
-        raise FFmpegError(f"cannot run {cmd[0]}: {exc}", field="ffmpeg") from exc
-    dog = _Watchdog(proc, timeout)
-    try:
-        yield proc, dog
-    finally:
-        dog.disarm()
-        if proc.poll() is None:
-            proc.kill()
-        for stream in filter(None, (proc.stdin, proc.stdout)):
-            with contextlib.suppress(OSError):
-                stream.close()
-        proc.wait()
-
-
-def _failure(what: str, proc: subprocess.Popen, dog: _Watchdog, stderr: Path) -> FFmpegError:
-    proc.wait()
-    why = f"timed out ({dog.timeout:g} s with no progress)" if dog.fired else f"exited with {proc.returncode}"
-    tail = "\n".join(stderr.read_bytes()[-4000:].decode("utf-8", "replace").strip().splitlines()[-8:])
-    return FFmpegError(f"{what} {why}; ffmpeg said:\n{tail}", field="ffmpeg")
 
 
 def _check_frame(i: int, frame, size: tuple[int, int] | None) -> np.ndarray:
@@ -290,8 +193,8 @@ def encode_video(name: str, frames: Iterable[np.ndarray], *, fps: float, crf: fl
     if width % 2 or height % 2 or width < min_w or height < min_h:
         raise MalformedFieldError(f"frame 0 is {width}x{height}; {codec.name} needs an even size (4:2:0) of "
                                   f"at least {min_w}x{min_h}", field="frames[0]")
-    ffmpeg = _program("ffmpeg")
-    _require(ffmpeg, "encoders", (codec.encoder,), codec.name)
+    ffmpeg = _ff.program("ffmpeg")
+    _ff.require(ffmpeg, "encoders", (codec.encoder,), codec.name)
     rate = Fraction(fps).limit_denominator(1001000)
     args = ("-c:v", codec.encoder, "-preset", str(preset), "-crf", f"{crf:g}",
             *(a.format(gop=int(gop)) for a in codec.gop_options), *codec.options, *_TAGS)
@@ -301,13 +204,13 @@ def encode_video(name: str, frames: Iterable[np.ndarray], *, fps: float, crf: fl
                "-r", f"{rate.numerator}/{rate.denominator}", "-i", "pipe:0", "-vf", _TO_YUV, *args,
                "-f", codec.muxer, "-y", str(out)]
         count, frame = 0, first
-        with _ffmpeg(cmd, err, timeout, stdin=subprocess.PIPE, env=codec.env) as (proc, dog):
+        with _ff.ffmpeg(cmd, err, timeout, stdin=subprocess.PIPE, env=codec.env) as (proc, dog):
             while frame is not None:
                 dog.arm()
                 try:
                     proc.stdin.write(frame.data)
                 except OSError:  # ffmpeg exited (failed, or killed by the watchdog)
-                    raise _failure(f"{codec.encoder} encoding", proc, dog, err) from None
+                    raise _ff.failure(f"{codec.encoder} encoding", proc, dog, err) from None
                 dog.disarm()
                 count += 1
                 nxt = next(it, _END)
@@ -316,7 +219,7 @@ def encode_video(name: str, frames: Iterable[np.ndarray], *, fps: float, crf: fl
             with contextlib.suppress(OSError):
                 proc.stdin.close()
             if proc.wait() != 0 or dog.fired:
-                raise _failure(f"{codec.encoder} encoding", proc, dog, err)
+                raise _ff.failure(f"{codec.encoder} encoding", proc, dog, err)
         data = out.read_bytes()
     if not data:
         raise FFmpegError(f"{codec.encoder} wrote an empty bitstream", field="ffmpeg")
@@ -339,8 +242,8 @@ def decode_video(encoded: EncodedVideo, *, timeout: float = DEFAULT_TIMEOUT) -> 
     :class:`FFmpegError` if the bitstream does not decode to exactly ``encoded.frames`` frames.
     """
     codec = _check_encoded(encoded)
-    ffmpeg = _program("ffmpeg")
-    return _decode(ffmpeg, _require(ffmpeg, "decoders", codec.decoders, codec.name), codec, encoded, timeout)
+    ffmpeg = _ff.program("ffmpeg")
+    return _decode(ffmpeg, _ff.require(ffmpeg, "decoders", codec.decoders, codec.name), codec, encoded, timeout)
 
 
 def _decode(ffmpeg: str, decoder: str, codec: VideoCodec, encoded: EncodedVideo, timeout: float):
@@ -350,7 +253,7 @@ def _decode(ffmpeg: str, decoder: str, codec: VideoCodec, encoded: EncodedVideo,
         src.write_bytes(encoded.data)
         cmd = [ffmpeg, *_QUIET, "-f", codec.muxer, "-c:v", decoder, "-i", str(src), "-vf", _TO_RGB,
                "-vsync", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-        with _ffmpeg(cmd, err, timeout, stdout=subprocess.PIPE) as (proc, dog):
+        with _ff.ffmpeg(cmd, err, timeout, stdout=subprocess.PIPE) as (proc, dog):
             count = 0
             while True:
                 dog.arm()
@@ -367,7 +270,7 @@ def _decode(ffmpeg: str, decoder: str, codec: VideoCodec, encoded: EncodedVideo,
                 yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
             dog.arm()
             if proc.wait() != 0 or dog.fired:
-                raise _failure(f"{decoder} decoding", proc, dog, err)
+                raise _ff.failure(f"{decoder} decoding", proc, dog, err)
             if buf or count != encoded.frames:
                 raise FFmpegError(f"{decoder} decoded {count} whole frame(s) (+{len(buf)} bytes), the stream "
                                   f"has {encoded.frames}", field="encoded.data")
@@ -380,9 +283,9 @@ def frame_types(encoded: EncodedVideo, *, timeout: float = DEFAULT_TIMEOUT) -> l
     frames, counted by :func:`av1_hidden_frames`.
     """
     muxer = _check_encoded(encoded).muxer
-    cmd = [_program("ffprobe"), "-hide_banner", "-v", "error", "-f", muxer, "-i", "pipe:0",
+    cmd = [_ff.program("ffprobe"), "-hide_banner", "-v", "error", "-f", muxer, "-i", "pipe:0",
            "-select_streams", "v:0", "-show_entries", "frame=pict_type", "-of", "csv=p=0"]
-    return _run(cmd, timeout=timeout, input=encoded.data).decode("ascii", "replace").split()
+    return _ff.run(cmd, timeout=timeout, input=encoded.data).decode("ascii", "replace").split()
 
 
 def av1_hidden_frames(encoded: EncodedVideo) -> int:

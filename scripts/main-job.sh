@@ -11,6 +11,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/system-deps.sh"
+ssb_require_debs opencv-doc
 vtest=${SSB_VTEST:-/usr/share/doc/opencv-doc/examples/data/vtest.avi}
 out=${1:-${TMPDIR:-/tmp}/ssb-main-job}
 frames=${2:-0:40}

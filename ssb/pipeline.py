@@ -232,7 +232,8 @@ def iter_analyze(path, *, tasks: Sequence[str] = ("detection",), frames: Iterabl
 
     ``classes`` (ids or names of the stream's label set) keeps only predictions of those classes
     and, on streams that code objects apart (grouped), reads only their units; ``objects`` (ids,
-    track ids in video) likewise: in video streams the predictions matched to other tracks (or to
+    track ids in video) likewise (a head whose ``labels`` are not classes names the key it filters
+    by, ``class_key``): in video streams the predictions matched to other tracks (or to
     none) are dropped, and :attr:`FrameResult.objects` lists only the requested ones.  Heads and their needs are checked against the stream before
     anything is decoded (:func:`ssb.tasks.plan.plan_heads`).  ``runtime="onnxruntime"`` runs the
     float networks (feature synthesis, heads) in ONNX Runtime on ``providers`` (CUDA first when
@@ -257,6 +258,8 @@ def iter_analyze(path, *, tasks: Sequence[str] = ("detection",), frames: Iterabl
                           provides=dec.provides, model_id=dec.model_id)
         for p in plan:
             p.head = models.heads.setdefault(p.name, p.head)  # (a runtime may store its own version)
+            if callable(getattr(p.head, "reset", None)):
+                p.head.reset()  # a stateful head (action windows) starts every stream afresh
         need = frozenset().union(*(needs_of(p.head) for p in plan))
         keep = None
         if classes is not None:
@@ -282,7 +285,7 @@ def iter_analyze(path, *, tasks: Sequence[str] = ("detection",), frames: Iterabl
                 out = p.head(df.features, image_sizes=[df.image_size], **kwargs)[0]
                 if tracks and "boxes" in out and "labels" in out and "track_ids" not in out:
                     out = _with_tracks(out, df.objects)
-                out = _keep(out, "labels", keep) if keep is not None else out
+                out = _keep(out, getattr(p.head, "class_key", "labels"), keep) if keep is not None else out
                 preds[p.name] = _keep(out, "track_ids", ids) if ids is not None else out
             c.head_seconds += time.perf_counter() - t1
             c.frames += 1

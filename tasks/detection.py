@@ -160,7 +160,7 @@ class DetectionHead(nn.Module):
         image_sizes: Sequence[tuple[int, int]] | None = None,
     ) -> list[dict[str, torch.Tensor]]:
         """Decode, score (sigmoid), per-class NMS, clip and scale to ``image_sizes``."""
-        from torchvision.ops import batched_nms
+        from ssb.tasks.nms import batched_nms
 
         b = codes.shape[0]
         if image_sizes is None:

@@ -31,6 +31,7 @@ BUILTIN: dict[str, str] = {
     "pose": "ssb.tasks.pose:PoseHead",
     "segmentation": "ssb.tasks.segmentation:SegmentationHead",
     "motion": "ssb.tasks.motion:MotionHead",
+    "action": "ssb.tasks.action:ActionHead",
 }
 _REGISTERED: dict[str, Callable[..., Any]] = {}
 

@@ -5,6 +5,9 @@
   features), :class:`SSDMobileNetV2Tail` (split features -> the six SSD feature maps).
 * :mod:`ssb.backbones.teacher_weights` -- :func:`load_teacher_state`, the teacher's weights
   converted once from ``cv2.dnn`` and cached under ``$SSB_CACHE``.
+* :mod:`ssb.backbones.features` -- what a front hands on (:class:`FeatureInfo`), the cards of the
+  fronts a codec can be trained behind (:data:`FRONTS`), and the fingerprint of a user's front
+  weights; your own backbone (a timm ``features_only`` model) is :mod:`ssb.adapters.timm`.
 
 ``import ssb.backbones`` does not import torch; the names below load on first access.
 """

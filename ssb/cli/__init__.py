@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("ssb.cli.info", "show the structure of an SSB file from its headers and index alone"),
     "encode": ("ssb.cli.encode", "encode images or a video into an SSB file"),
     "analyze": ("ssb.cli.analyze", "run task heads on an SSB file without pixel reconstruction"),
+    "batch": ("ssb.cli.batch", "analyse many SSB files into one Parquet file, locally or on Ray (resumable)"),
     "decode": ("ssb.cli.decode", "reconstruct pixels for people"),
     "codecs": ("ssb.cli.codecs", "list the stream codecs and task heads this installation has"),
     "train": ("ssb.cli.train", "train the reference codec (recipe, seeded)"),

@@ -41,10 +41,31 @@ def add_arguments(p) -> None:
 BOX_TASKS = ("detection", "pose", "segmentation")
 #: heads whose boxes come from the index (COCO results are written, --score-thresh does not apply)
 INDEX_TASKS = ("motion",)
+#: heads whose ``labels`` are action indices (one line per track; JSON: one record per track and frame)
+ACTION_TASKS = ("action",)
+
+
+def _action_records(pred: dict, frame_index: int) -> list[dict]:
+    """One JSON record per track of an action result."""
+    names = pred["label_names"]
+    return [{"frame": frame_index, "track_id": int(t), "label": names[int(lab)], "label_id": int(lab),
+             "score": round(float(s), 4), "frames": [int(v) for v in span], "bbox": [round(float(v), 1) for v in box]}
+            for t, lab, s, span, box in zip(pred["track_ids"], pred["labels"], pred["scores"], pred["frames"].tolist(),
+                                            pred["boxes"].tolist())]
+
+
+def _print_action(pred: dict) -> None:
+    for r, speed, heading in zip(_action_records(pred, -1), pred["speed"].tolist(), pred["direction"].tolist()):
+        x0, y0, x1, y1 = r["bbox"]
+        print(f"  track {r['track_id']:<5} {r['label']:<16} {r['score']:.2f}  frames {r['frames'][0]}..{r['frames'][1]}"
+              f"  [{x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}]  {speed:.2f} box heights/s, heading {heading:.0f} deg")
 
 
 def _print_prediction(name: str, pred: dict, names: dict) -> None:
     """One line per object: class, score, box, and the head's own output in brief."""
+    if "action_scores" in pred:
+        _print_action(pred)
+        return
     if "boxes" not in pred:  # a head with another kind of output
         shapes = ", ".join(f"{k} {tuple(v.shape) if hasattr(v, 'shape') else v!r}" for k, v in pred.items())
         print(f"  {name}: {shapes}")
@@ -71,7 +92,7 @@ def _json_paths(path: str, tasks: list[str]) -> dict[str, str]:
     """One COCO results file per box task: ``path`` itself for one task, ``<stem>.<task><suffix>`` for several."""
     from pathlib import Path
 
-    box_tasks = [t for t in tasks if t in BOX_TASKS + INDEX_TASKS]
+    box_tasks = [t for t in tasks if t in BOX_TASKS + INDEX_TASKS + ACTION_TASKS]
     if len(tasks) == 1:
         return {tasks[0]: path}
     p = Path(path)
@@ -117,6 +138,9 @@ def run(args) -> int:
 
     opts = ({t: {"score_thresh": args.score_thresh} for t in tasks if t in BOX_TASKS}
             if args.score_thresh is not None else None)
+    if args.classes is not None and any(t in ACTION_TASKS for t in tasks):
+        # the action head keeps only these objects itself (its default is people)
+        opts = {**(opts or {}), **{t: {"classes": args.classes} for t in tasks if t in ACTION_TASKS}}
     writers = {t: ResultsWriter(p) for t, p in _json_paths(args.json, tasks).items()} if args.json else {}
     mot = open(args.mot, "w") if args.mot else None  # noqa: SIM115 - closed in finally
     counters = _Counters()
@@ -129,7 +153,9 @@ def run(args) -> int:
                 n = len(pred["scores"]) if "scores" in pred else "?"
                 print(f"frame {fr.frame_index} {name}: {n} object(s)")
                 _print_prediction(name, pred, names)
-                if name in writers and "boxes" in pred and "scores" in pred:
+                if name in writers and name in ACTION_TASKS:
+                    writers[name].extend(_action_records(pred, fr.frame_index))
+                elif name in writers and "boxes" in pred and "scores" in pred:
                     writers[name].extend(to_coco_results([pred], [fr.frame_index]))
             if mot is not None:
                 mot.writelines(mot_lines(fr.frame_index, fr.objects))

@@ -1,4 +1,4 @@
-"""``ssb encode IMAGE|DIR|VIDEO -o OUT.ssb [-q Q] [--codec C] [--gop N] [--frames A:B] [--groups auto|MASKS.png]``."""
+"""``ssb encode IMAGE|DIR|VIDEO -o OUT.ssb [-q Q] [--codec C] [--gop N] [--object-motion] [--frames A:B] [--groups auto|MASKS.png]``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ def add_arguments(p) -> None:
                         "else ssb.image")
     p.add_argument("--gop", type=int, default=None, metavar="N",
                    help="video: a key frame every N frames (1: every frame intra-coded, as ssb.image)")
+    p.add_argument("--object-motion", action="store_true",
+                   help="video: each tracked object's motion in a MOTION unit of its own (attributed to its track "
+                        "in the index), so per-object motion queries read only that object's units")
     p.add_argument("--frames", type=frame_range, default=None, help="video frames A:B (B excluded) or N")
     p.add_argument("--no-index-objects", action="store_true",
                    help="do not run the encoder-side detector that describes objects in the index")
@@ -58,6 +61,12 @@ def validate(args) -> dict:
         if args.gop < 1:
             raise SSBError(f"--gop must be >= 1, got {args.gop}", field="--gop")
         options["gop"] = args.gop
+    if args.object_motion:
+        if codec != "ssb.video":
+            raise SSBError(f"--object-motion needs the video codec (ssb.video), not {codec}", field="--object-motion")
+        if args.no_index_objects:
+            raise SSBError("--object-motion needs the index objects (drop --no-index-objects)", field="--object-motion")
+        options["object_motion"] = True
     if codec == "ssb.video" and info.kind != "video":
         raise SSBError(f"{args.input} is not a video; ssb.video codes clips", field="--codec")
     if args.groups not in (None, "auto"):

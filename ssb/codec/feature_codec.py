@@ -28,7 +28,7 @@ from ssb.codec import transforms as T
 from ssb.entropy import EntropyBottleneck, GaussianConditional
 from ssb.errors import MalformedFieldError
 
-__all__ = ["FeatureCodec", "FeatureCodecConfig", "CompressedFeatures", "latent_sizes", "build"]
+__all__ = ["FeatureCodec", "FeatureCodecConfig", "CompressedFeatures", "latent_sizes", "build", "config_for"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,19 @@ class FeatureCodecConfig:
     def __post_init__(self):
         if len(self.lambdas) != self.num_levels:
             raise MalformedFieldError("one lambda per level is required", field="lambdas")
+
+
+def config_for(feature_info, base: FeatureCodecConfig | None = None, **changes) -> FeatureCodecConfig:
+    """The config of a codec of a front's features: ``in_channels`` from its first
+    :class:`~ssb.backbones.features.FeatureInfo` (the level the codec codes), the rest from ``base``
+    (default :class:`FeatureCodecConfig`) and ``changes``; the latent grid follows the features'
+    size (:func:`latent_sizes`)."""
+    import dataclasses
+
+    infos = tuple(feature_info)
+    if not infos:
+        raise MalformedFieldError("a front with no feature level cannot be coded", field="feature_info")
+    return dataclasses.replace(base or FeatureCodecConfig(), in_channels=int(infos[0].channels), **changes)
 
 
 def build(config: dict) -> "FeatureCodec":

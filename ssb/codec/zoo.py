@@ -8,6 +8,10 @@ Every model SSB ships or trains is a *checkpoint* whose ``"ssb"`` block says wha
 
 ``kind`` says which builder makes the module; ``name@version`` is the model's id; ``behind`` is
 the id of the codec a head, fusion or pixel decoder was trained behind (its input distribution).
+A codec trained behind a user's front (``ssb train --front timm:NAME``) also records the front's
+``"front_weights"`` fingerprint and ``"front_card"`` (its features and grid,
+:class:`ssb.backbones.features.FrontCard`): :func:`load` registers the card, so decoding needs
+neither the front nor its framework, and the streams the codec writes name that front.
 A stream names the exact id of the codec that coded it (sequence metadata ``"model"``), and
 :data:`ZOO` keeps every published version addressable by that id: retraining publishes a new
 version, it never replaces one, so a file coded years ago decodes with the weights it was coded
@@ -83,6 +87,7 @@ ZOO: dict[str, ModelCard] = {c.id: c for c in (
     ModelCard("segmentation", "mask-roi.s8", 1, "seg_s8.pt", "ssb.tasks.segmentation:build_net",
               behind=_CODEC_V1, aliases=("mask-roi.s8",)),
     ModelCard("video", "ssvc-residual.s8", 1, "video_s8.pt", "ssb.codec.video.residual:build", behind=_CODEC_V1),
+    ModelCard("action", "action-motion.s8", 1, "action_s8.pt", "ssb.tasks.action:build_net", behind=_CODEC_V1),
 )}
 #: The model of each kind used when none is named.
 DEFAULTS: dict[str, str] = {c.kind: c.id for c in ZOO.values()}
@@ -206,8 +211,35 @@ def load(kind: str, name_or_path: str | os.PathLike | None = None, *, behind: st
             raise ModelMismatchError(f"{ckpt['path']} has {model.config.num_levels} quality levels, its card says "
                                      f"{ZOO[known].levels}", field="weights.config")
         model.front_name = (ckpt.get("ssb") or {}).get("front") or (ZOO[known].front if known else None)
+        model.front_weights = None
+        _register_front(ckpt, model)
         _check_teacher(ckpt, model)
     return model
+
+
+def _register_front(ckpt: dict, model) -> None:
+    """A codec trained behind a user's front (a timm backbone) carries the front's card: register it, so
+    the decoder learns the features and grid without the front, and point the codec at it."""
+    block = ckpt.get("ssb") or {}
+    data = block.get("front_card")
+    if data is None:
+        return
+    from ssb.backbones.features import FrontCard, register_front
+
+    if not isinstance(data, dict):
+        raise ModelMismatchError(f"{ckpt['path']} has a damaged front card", field="weights.ssb.front_card")
+    card = FrontCard.from_dict(data)
+    if card.name != block.get("front") or card.weights != block.get("front_weights"):
+        raise ModelMismatchError(f"{ckpt['path']} names front {block.get('front')} (weights "
+                                 f"{block.get('front_weights')}) but holds the card of {card.describe()}",
+                                 field="weights.ssb.front_card")
+    if card.feature_info[0].channels != model.config.in_channels:
+        raise ModelMismatchError(f"{ckpt['path']} codes {model.config.in_channels} channels, its front "
+                                 f"{card.describe()} gives {card.feature_info[0].channels}",
+                                 field="weights.ssb.front_card")
+    card = register_front(card)
+    model.front_name = card.id
+    model.front_weights = card.weights
 
 
 def _check_teacher(ckpt: dict, model) -> None:

@@ -182,17 +182,19 @@ class EntropyBottleneck(EntropyModel):
         return encode_integers(rounded_integers(z, "z"), self._table_ids(z.shape), tables)
 
     def decompress(self, data: bytes, shape: Sequence[int], *, dtype: torch.dtype = torch.float32,
-                   device: torch.device | str | None = None, max_symbols: int = MAX_SYMBOLS) -> Tensor:
+                   device: torch.device | str | None = None, max_symbols: int = MAX_SYMBOLS,
+                   field: str = "EntropyBottleneck.payload", offset: int = 0) -> Tensor:
         """Decode a :meth:`compress` payload into a tensor of ``shape`` (``[B, C, H, W]`` or ``[C, H, W]``).
 
         ``shape`` is checked (dimensions, channel count, at most ``max_symbols`` elements)
-        before anything is allocated; malformed payloads raise an :class:`SSBError` subclass.
+        before anything is allocated; malformed payloads raise an :class:`SSBError` subclass
+        naming ``field`` and the byte offset in the stream (``offset``: where ``data`` starts).
         """
         tables = self.coding_tables()
         shape = _checked_shape(shape)
         self._check_channels(shape[_channel_axis(len(shape), "shape")])
         check_count(math.prod(shape), max_symbols)
-        values = decode_integers(data, self._table_ids(shape), tables, field="EntropyBottleneck.payload")
+        values = decode_integers(data, self._table_ids(shape), tables, field=field, offset=offset)
         return torch.from_numpy(values.reshape(shape)).to(dtype=dtype, device=device)
 
 

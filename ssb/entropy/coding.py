@@ -154,11 +154,13 @@ def encode_integers(values: np.ndarray, table_ids: np.ndarray, tables: CodingTab
 
 
 def decode_integers(data: bytes, table_ids: np.ndarray, tables: CodingTables,
-                    field: str = "payload") -> np.ndarray:
+                    field: str = "payload", offset: int = 0) -> np.ndarray:
     """Decode the integers :func:`encode_integers` wrote for the same ``table_ids`` and tables.
 
     The caller bounds ``table_ids.size`` (see :func:`check_count`) and checks that every id
     is in ``[0, tables.num_tables)``.  Returns an ``int64`` array of ``table_ids.size`` values.
+    Errors name ``field`` and the byte offset of the problem in the stream (``offset``: where
+    ``data`` starts in it).
     """
     table_ids = np.asarray(table_ids, dtype=np.int64).ravel()
     count = table_ids.size
@@ -166,14 +168,14 @@ def decode_integers(data: bytes, table_ids: np.ndarray, tables: CodingTables,
     if count == 0:
         if data:
             raise MalformedFieldError(f"{len(data)} bytes of payload for zero elements",
-                                      offset=0, field=field)
+                                      offset=offset, field=field)
         return np.zeros(0, dtype=np.int64)
     if len(data) % 4:
         raise TruncatedError(f"payload length {len(data)} is not a multiple of 4 bytes",
-                             offset=len(data) - len(data) % 4, field=field)
+                             offset=offset + len(data) - len(data) % 4, field=field)
     if len(data) // 4 > _STATE_WORDS + _MAX_WORDS_PER_SYMBOL * count:
         raise MalformedFieldError(f"payload of {len(data)} bytes is longer than any encoding of "
-                                  f"{count} elements", offset=0, field=field)
+                                  f"{count} elements", offset=offset, field=field)
     words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
     order, bounds = _groups(table_ids, tables.num_tables)
     grouped = np.empty(count, dtype=np.int64)
@@ -199,11 +201,11 @@ def decode_integers(data: bytes, table_ids: np.ndarray, tables: CodingTables,
         raise
     except Exception as exc:  # constriction reports invalid data as ValueError / RuntimeError
         raise MalformedFieldError(f"entropy decoder rejected the payload: {exc}",
-                                  offset=0, field=field) from exc
+                                  offset=offset, field=field) from exc
     if not empty:
         raise MalformedFieldError("payload is corrupted, truncated or was coded with other tables "
-                                  "(coder not exhausted after the last element)", offset=0, field=field)
+                                  "(coder not exhausted after the last element)", offset=offset, field=field)
     if np.abs(values).max() > MAX_ABS_VALUE:
         raise MalformedFieldError(f"a decoded value exceeds the codable magnitude {MAX_ABS_VALUE}",
-                                  offset=0, field=field)
+                                  offset=offset, field=field)
     return values

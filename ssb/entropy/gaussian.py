@@ -172,15 +172,17 @@ class GaussianConditional(EntropyModel):
         return encode_integers(values, self._checked_indexes(indexes, tables.num_tables), tables)
 
     def decompress(self, data: bytes, indexes: Tensor, means: Tensor | None = None, *,
-                   dtype: torch.dtype = torch.float32, max_symbols: int = MAX_SYMBOLS) -> Tensor:
+                   dtype: torch.dtype = torch.float32, max_symbols: int = MAX_SYMBOLS,
+                   field: str = "GaussianConditional.payload", offset: int = 0) -> Tensor:
         """Decode a :meth:`compress` payload; the result has ``indexes``' shape and device.
 
         Returns ``symbols + means`` (``means`` in ``dtype``).  At most ``max_symbols`` elements
-        are accepted, before anything is allocated.
+        are accepted, before anything is allocated.  Errors name ``field`` and the byte offset in
+        the stream (``offset``: where ``data`` starts).
         """
         tables = self.coding_tables()
         check_count(indexes.numel(), max_symbols, field="indexes")
         ids = self._checked_indexes(indexes, tables.num_tables)
-        values = decode_integers(data, ids, tables, field="GaussianConditional.payload")
+        values = decode_integers(data, ids, tables, field=field, offset=offset)
         out = torch.from_numpy(values.reshape(tuple(indexes.shape))).to(dtype=dtype, device=indexes.device)
         return out if means is None else out + means.to(dtype)

@@ -39,7 +39,7 @@ from ssb.format.model import Descriptor, FrameEntry, UnitEntry
 if TYPE_CHECKING:  # pragma: no cover
     from ssb.format.reader import Bitstream
 
-__all__ = ["Skip", "StreamLimit", "parse_fragment"]
+__all__ = ["Skip", "StreamLimit", "parse_fragment", "check_frame_size"]
 
 _TYPE_BY_ID = {int(t): t for t in UnitType}
 
@@ -94,6 +94,7 @@ def parse_fragment(bs: Bitstream, pos: int, hdr: dict) -> FrameEntry:
         raise LimitExceededError(f"more than Limits.max_frames={bs.limits.max_frames} frames", offset=pos,
                                  field=f"unit[{n0}]")
     try:
+        check_frame_size(fh.get("metadata"), bs.limits, path=f"{path}.metadata", offset=fh.offsets.get("metadata"))
         frame = (_body_v2 if v2 else _body_v1)(bs, pos, hdr, fh, frag_end)
     except StreamLimit as exc:
         raise exc.error from None
@@ -118,6 +119,29 @@ def _peek_length(payload, v2: bool) -> int | None:
         return int(values["fragment_length"])
     except SSBError:
         return None
+
+
+#: frame metadata keys giving a frame size that differs from the sequence's, and the limit bounding each
+FRAME_SIZE_KEYS = (("height", "max_height"), ("width", "max_width"))
+
+
+def check_frame_size(meta, limits, *, path: str, offset: int | None = None) -> None:
+    """A frame size in frame metadata ``meta`` (``"height"``, ``"width"``) is an integer from 1 to the
+    limit that bounds the sequence's (docs/format.md section 7.1): decoders size their outputs from
+    it.  ``path`` names the metadata field (``unit[3].payload.metadata``), ``offset`` where it is."""
+    if not isinstance(meta, dict):
+        return
+    for key, limit in FRAME_SIZE_KEYS:
+        if key not in meta:
+            continue
+        v = meta[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise MalformedFieldError(f"frame metadata {key!r} must be a positive integer, found {v!r}",
+                                      offset=offset, field=f"{path}.{key}")
+        top = getattr(limits, limit)
+        if v > top:
+            raise LimitExceededError(f"frame {key} {v} exceeds Limits.{limit}={top}", offset=offset,
+                                     field=f"{path}.{key}")
 
 
 def _check_objects(bs: Bitstream, n_objects: int, frame_index: int, offset: int, field: str) -> None:

@@ -13,17 +13,31 @@ Context keys: ``levels`` (int), ``grid`` ((rows, cols): the full split grid), ``
 
 from __future__ import annotations
 
+from ssb.format.layout import UnitType
 from ssb.format.syntax import Check, Field, Struct
 
 __all__ = ["BASE_V1", "FEATURES", "OBJECT_GROUP_V1", "OBJECT_GROUP", "OBJECT_DESCRIPTOR_V1", "GROUP_MASK",
-           "MOTION", "RESIDUAL", "PAYLOAD_STRUCTS", "ceil_div", "MASK_MAX_PIXELS"]
+           "MOTION", "RESIDUAL", "PAYLOAD_STRUCTS", "UNIT_PAYLOADS", "ceil_div", "MASK_MAX_PIXELS",
+           "MASK_MIN_BITS_PER_PIXEL", "mask_min_bytes"]
 
 #: Largest group mask (bounding-box pixels) a decoder accepts: decoding is linear in it.
 MASK_MAX_PIXELS = 1 << 24
+#: The cheapest pixel of mask coder 1 costs -log2(65504 / 65536) bits (its probabilities are clipped).
+MASK_MIN_BITS_PER_PIXEL = 7.04e-4
 
 
 def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def mask_min_bytes(width: int, height: int) -> int:
+    """No coder-1 string of a tight ``width x height`` box is shorter: half the cheapest coding of its
+    pixels before the last row (the last row's trailing zeros, pushed first, and the ANS state's
+    first 64 bits can be free), in whole u32 words.  Decoding time is linear in the pixels of the
+    box, so this keeps it linear in the bytes of the payload too: a 10-byte string cannot make a
+    decoder scan 16 million pixels."""
+    bits = width * (height - 1) * MASK_MIN_BITS_PER_PIXEL / 2 - 64
+    return 0 if bits <= 0 else 4 * ceil_div(int(bits) + 1, 32)
 
 
 def _level_ok(r, c):
@@ -155,6 +169,9 @@ GROUP_MASK = Struct(
         Check("mask", "the string is whole u32 words, no longer than any coding of the box (11 bits a pixel "
               "+ 8 bytes)", lambda r: len(r["mask"]) % 4 == 0
               and len(r["mask"]) <= 8 + ceil_div(11 * r["width"] * r["height"], 32) * 4),
+        Check("mask", "the string is no shorter than half the cheapest coding of the box's pixels before its last "
+              f"row ({MASK_MIN_BITS_PER_PIXEL} bits a pixel), less 8 bytes, in whole words",
+              lambda r: len(r["mask"]) >= mask_min_bytes(r["width"], r["height"])),
         Check("width", "the box must lie inside the frame", lambda r, c: "frame" not in c
               or (r["x0"] + r["width"] <= c["frame"][1] and r["y0"] + r["height"] <= c["frame"][0]), context=True),
     ],
@@ -199,6 +216,12 @@ RESIDUAL = Struct(
     checks=[_LEVEL],
     doc="The latent residual of a predicted frame: latent = prediction + residual, integers throughout.",
 )
+
+#: The 2.x payload syntax of each content unit type the reference codecs write (``ssb.image``,
+#: ``ssb.grouped``, ``ssb.video``): what a structure-aware tool (e.g. ``scripts/fuzz_payloads.py``)
+#: decodes a unit's payload with.
+UNIT_PAYLOADS = {UnitType.BASE: FEATURES, UnitType.BACKGROUND: FEATURES, UnitType.OBJECT: OBJECT_GROUP,
+                 UnitType.GROUP_MASK: GROUP_MASK, UnitType.MOTION: MOTION, UnitType.RESIDUAL: RESIDUAL}
 
 #: Every codec payload structure, in specification order.
 PAYLOAD_STRUCTS = (FEATURES, OBJECT_GROUP, GROUP_MASK, MOTION, RESIDUAL, BASE_V1, OBJECT_GROUP_V1,

@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 
 from ssb.errors import LimitExceededError, MalformedFieldError, TruncatedError, UnsupportedVersionError
 from ssb.format.entries import as_int, descriptor_entry, unit_entry
+from ssb.format.fragment import check_frame_size
 from ssb.format.layout import (
     END,
     EXTENSION_HEADER,
@@ -140,6 +141,7 @@ class Writer:
             "entries": [],
         }
         FRAME_V2.pack(values, path=path, limits=self.limits)  # validates every field before anything is written
+        check_frame_size(values["metadata"], self.limits, path=f"{path}.metadata")
         self._frame = {"frame_index": frame_index, "values": values, "payloads": [], "objects": 0, "size": 0}
 
     def add_unit(self, type: UnitType | int, payload, *, object_id: int | None = None, class_id: int | None = None,

@@ -104,3 +104,39 @@ def test_gop_needs_the_video_codec(clip, tmp_path):
     run = _ssb("encode", vtest_path(), "--frames", "0:2", "--codec", "ssb.image", "--gop", "4", "-o", tmp_path / "x.ssb")
     assert run.returncode == 2 and "--gop needs the video codec" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "x.ssb").exists()
+
+
+def test_object_motion_units_serve_one_track_and_leave_the_prediction_alone(clip, tmp_path):
+    from ssb.resources import vtest_path
+
+    plain, _ = clip
+    out = tmp_path / "objects.ssb"
+    run = _ssb("encode", vtest_path(), "--frames", "0:8", "--gop", "4", "-q", "2", "--object-motion", "-o", out)
+    assert run.returncode == 0, run.stderr
+    with ssb.open(plain) as a, ssb.open(out) as b:
+        assert b.header.metadata["video"]["object_motion"] is True
+        # the same prediction: every BASE and RESIDUAL payload is byte-identical
+        for fa, fb in zip(a.frames, b.frames):
+            for t in (UnitType.BASE, UnitType.RESIDUAL):
+                pa = [u.payload() for u in fa.units if u.type == t]
+                pb = [u.payload() for u in fb.units if u.type == t]
+                assert pa == pb
+        own = [u for f in b.frames for u in f.units if u.type == UnitType.MOTION and u.object_id == 1]
+        assert len(own) == 7 and all(u.class_id == 1 and u.bbox is not None for u in own)
+    with ssb.open(out) as b:
+        opened = b.bytes_read  # headers and indexes
+    res = _ssb("analyze", out, "--task", "motion", "--frames", "1:8", "--objects", "1")
+    assert res.returncode == 0, res.stderr
+    read = int(res.stderr.split("read ")[1].split(" of ")[0])
+    assert read == opened + sum(u.size for u in own)  # track 1's MOTION units and nothing else
+    full = _ssb("analyze", plain, "--task", "motion", "--frames", "1:8", "--objects", "1")
+    lines = [ln for ln in res.stdout.splitlines() if "track 1" in ln]
+    assert lines and lines == [ln for ln in full.stdout.splitlines() if "track 1" in ln]  # same motion read
+
+
+def test_object_motion_needs_the_video_codec(tmp_path):
+    from ssb.resources import vtest_path
+
+    run = _ssb("encode", vtest_path(), "--frames", "0:2", "--codec", "ssb.image", "--object-motion",
+               "-o", tmp_path / "x.ssb")
+    assert run.returncode == 2 and "--object-motion needs the video codec" in run.stderr

@@ -204,3 +204,49 @@ def test_motion_payload_round_trip_and_checks():
     with pytest.raises(SSBError):
         unpack_motion(payload[:-3] + b"\xff\xff\xff", ctx={"grid": (38, 38)}, gaussian=coder.gaussian_conditional,
                       frame_size=(576, 768), input_size=300, stride=8)
+
+
+def _decode_all(models, data):
+    with ssb.open(data) as bs:
+        dec = registry.decoder(bs, models)
+        for step in dec.plan():
+            dec.decode(step)
+
+
+@pytest.mark.parametrize("unit_type,key", [(UnitType.RESIDUAL, "y"), (UnitType.RESIDUAL, "z"), (UnitType.BASE, "y"),
+                                          (UnitType.MOTION, "vectors")])
+def test_a_cut_string_is_refused_with_its_field_and_stream_offset(models, unit_type, key):
+    """Fuzz findings: entropy errors inside video payloads named the entropy model, at an offset in the string."""
+    from ssb.format.edit import replace_payloads
+    from ssb.format.payloads import UNIT_PAYLOADS
+
+    data, _ = _encode(models, clip(4))
+    with ssb.open(data) as bs:
+        u = next(u for f in bs.frames for u in f.units if u.type == unit_type and (unit_type != UnitType.MOTION
+                                                                                or f.frame_index > 1))
+        rec, _ = UNIT_PAYLOADS[int(unit_type)].decode(bytes(u.payload()))
+        start = u.offset + rec.offsets[key]
+        cut = bytearray(u.payload())
+        del cut[rec.offsets[key] + 1]  # one byte less in the string: no longer whole u32 words
+        number = u.number
+    bad = replace_payloads(data, {number: bytes(cut)})
+    with pytest.raises(SSBError) as e:
+        _decode_all(models, bad)
+    assert e.value.field == f"unit[{number}].payload.{key}"
+    assert start <= e.value.offset <= start + len(cut)
+
+
+def test_two_frame_level_units_of_a_kind_are_refused(models):
+    """Fuzz finding: a key frame with two BASE units decoded silently with the last one."""
+    data, enc = _encode(models, clip(1))
+    with ssb.open(data) as bs:
+        base = bytes(next(u for u in bs.frames[0].units if u.type == UnitType.BASE).payload())
+        header, meta = bs.header, bs.frames[0].metadata
+    buf = io.BytesIO()
+    with Writer(buf, header) as w:
+        w.begin_frame(0, metadata=meta)
+        w.add_unit(UnitType.BASE, base)
+        w.add_unit(UnitType.BASE, base)
+        w.end_frame()
+    with pytest.raises(MalformedFieldError, match="more than one frame-level BASE"):
+        _decode_all(models, buf.getvalue())

@@ -17,7 +17,7 @@ from ssb.codec.groups.compose import DecodedGroup, GroupedFrame, compose, fuse
 from ssb.codec.groups.layout import GroupLayout
 from ssb.codec.image import codec_of, feature_info_of
 from ssb.codec.mask_coding import MaskUnit, unpack_group_mask
-from ssb.codec.payload import model_context, unpack_features, unpack_window
+from ssb.codec.payload import located, model_context, parse_features, parse_window
 from ssb.format import UnitType
 
 __all__ = ["GroupedDecoder", "decode_groups"]
@@ -82,16 +82,19 @@ class GroupedDecoder(StreamDecoder):
         for u in step.units:
             where = f"unit[{u.number}]"
             if u.type == UnitType.BACKGROUND:
-                item = unpack_features(u.payload(), ctx=ctx, offset=u.offset, field=where)
-                out.background = self.codec.decompress(item)
+                item, strings = parse_features(u.payload(), ctx=ctx, offset=u.offset, field=where)
+                with located(strings):
+                    out.background = self.codec.decompress(item)
                 out.level = item.level
             elif u.type == UnitType.GROUP_MASK:
                 masks[u.group_id] = unpack_group_mask(u.payload(), size, unit_offset=u.offset, field=where)
             elif u.type == UnitType.OBJECT:
-                r0, c0, item = unpack_window(u.payload(), ctx=ctx, offset=u.offset, field=where)
+                r0, c0, item, strings = parse_window(u.payload(), ctx=ctx, offset=u.offset, field=where)
                 out.level = item.level if out.level is None else out.level
+                with located(strings):
+                    features = self.codec.decompress(item)
                 out.groups.append(DecodedGroup(u.group_id, u.object_id, u.class_id, u.score, u.bbox, (r0, c0),
-                                               self.codec.decompress(item)))
+                                               features))
             else:
                 continue
             out.payload_bytes += u.length

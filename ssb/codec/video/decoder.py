@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+import numpy as np
 import torch
 
 from ssb.codec.base import DecodedFrame, Step, StreamDecoder, frame_size, index_objects
 from ssb.codec.image import codec_of, feature_info_of
-from ssb.codec.payload import model_context, unpack_features
-from ssb.codec.video.motion import latent_motion, unpack_motion, warp_latent
+from ssb.codec.payload import located, model_context, parse_features
+from ssb.codec.video.motion import MotionField, latent_motion, unpack_motion, warp_latent
 from ssb.errors import MalformedFieldError, ModelMismatchError
 from ssb.format import UnitType
 from ssb.format.payloads import RESIDUAL
@@ -42,6 +43,7 @@ class VideoDecoder(StreamDecoder):
             raise ModelMismatchError("an ssb.video stream names its video model (metadata video.model)",
                                      field="sequence_header.metadata.video")
         self.coder = models.model("video", video["model"], behind=self.model_id)
+        self.object_motion = bool(video.get("object_motion"))
         from ssb.backbones.features import front_card
 
         card = front_card(self.codec.front_name)
@@ -61,7 +63,12 @@ class VideoDecoder(StreamDecoder):
              need: Iterable[str] = ("features",)) -> Iterator[Step]:
         need = self.check_need(need)
         follow = "features" in need
-        sel = self.bs.select(frames=frames, types=self.unit_types(need), include_shared=False, follow_refs=follow)
+        if not follow and self.object_motion and (classes is not None or objects is not None):
+            # motion of some objects: their own MOTION units (and the index), nothing else
+            sel = self.bs.select(frames=frames, classes=classes, objects=objects, include_shared=False,
+                                 follow_refs=False)
+        else:
+            sel = self.bs.select(frames=frames, types=self.unit_types(need), include_shared=False, follow_refs=follow)
         if sel.missing:
             raise MalformedFieldError(f"frames {sel.missing[:5]} are references of the frames asked for but are not "
                                       "in the stream (lost or cut)", field="frames")
@@ -75,13 +82,15 @@ class VideoDecoder(StreamDecoder):
         fr = step.frame
         size = frame_size(self.bs, fr)
         need = step.need
-        units = {int(u.type): u for u in step.units if not u.attributed}
-        motion = None
-        m = units.get(int(UnitType.MOTION))
-        if m is not None:
-            motion = unpack_motion(m.payload(), ctx={"grid": self.grid}, gaussian=self.coder.gaussian_conditional,
-                                   frame_size=size, input_size=self.input_size, stride=self.stride, offset=m.offset,
-                                   field=f"unit[{m.number}]")
+        units: dict[int, object] = {}
+        for u in step.units:
+            if not u.attributed:
+                if int(u.type) in units:
+                    raise MalformedFieldError(f"frame {fr.frame_index} holds more than one frame-level "
+                                              f"{UnitType(int(u.type)).name} unit", offset=u.offset - u.header_size,
+                                              field=f"unit[{u.number}]")
+                units[int(u.type)] = u
+        motion = self._motion(step, units, size)
         df = DecodedFrame(fr.frame_index, size, {}, None, sum(u.length for u in step.units), fr.pts, fr.key,
                           motion, index_objects(fr), self.fps)
         if "features" not in need:
@@ -95,6 +104,24 @@ class VideoDecoder(StreamDecoder):
             df.features["split"] = self.codec.synthesize(y_hat, level, self.grid)
         return df
 
+    def _motion(self, step: Step, units: dict, size) -> MotionField | None:
+        """The frame's motion field: its MOTION unit, with the objects' own MOTION units (streams with
+        ``object_motion``) pasted over the grid; ``None`` when the step holds no MOTION unit."""
+        parts = [u for u in step.units if int(u.type) == int(UnitType.MOTION)
+                 and (u.attributed or u is units.get(int(UnitType.MOTION)))]
+        if not parts:
+            return None
+        fields = [unpack_motion(u.payload(), ctx={"grid": self.grid}, gaussian=self.coder.gaussian_conditional,
+                                frame_size=size, input_size=self.input_size, stride=self.stride, offset=u.offset,
+                                field=f"unit[{u.number}]") for u in parts]
+        if len(fields) == 1 and fields[0].vectors.shape[1:] == tuple(self.grid):
+            return fields[0]
+        vectors = np.zeros((2, *self.grid), dtype=np.int16)
+        for f in sorted(fields, key=lambda f: f.vectors.shape[1] * f.vectors.shape[2], reverse=True):
+            rows, cols = f.vectors.shape[1:]
+            vectors[:, f.row0: f.row0 + rows, f.col0: f.col0 + cols] = f.vectors  # the frame's field first
+        return MotionField(vectors, tuple(size), self.input_size, self.stride)
+
     def _latent(self, step: Step, units: dict, motion) -> tuple[torch.Tensor, int]:
         fr = step.frame
         ctx = model_context(self.codec, self.grid)
@@ -103,8 +130,9 @@ class VideoDecoder(StreamDecoder):
             if base is None:
                 raise MalformedFieldError(f"key frame {fr.frame_index} has no BASE unit", offset=fr.offset,
                                           field=f"frame[{fr.frame_index}]")
-            item = unpack_features(base.payload(), ctx=ctx, offset=base.offset, field=f"unit[{base.number}]")
-            return self.codec.decode_latent(item), item.level
+            item, strings = parse_features(base.payload(), ctx=ctx, offset=base.offset, field=f"unit[{base.number}]")
+            with located(strings):
+                return self.codec.decode_latent(item), item.level
         res = units.get(int(UnitType.RESIDUAL))
         if res is None or len(fr.refs) != 1:
             raise MalformedFieldError(f"predicted frame {fr.frame_index} needs one reference and a RESIDUAL unit",
@@ -125,5 +153,7 @@ class VideoDecoder(StreamDecoder):
                 raise MalformedFieldError("a motion-compensated residual without a MOTION unit",
                                           offset=rec.offsets["flags"], field=f"unit[{res.number}].payload.flags")
             pred = warp_latent(ref_latent, latent_motion(motion, tuple(ref_latent.shape[-2:])))
-        r = self.coder.decompress(bytes(rec["z"]), bytes(rec["y"]), tuple(ref_latent.shape[-2:]))
+        path = f"unit[{res.number}].payload"
+        with located({k: (rec.offsets[k], f"{path}.{k}") for k in ("z", "y")}):
+            r = self.coder.decompress(bytes(rec["z"]), bytes(rec["y"]), tuple(ref_latent.shape[-2:]))
         return pred + r, ref_level

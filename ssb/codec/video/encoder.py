@@ -13,7 +13,11 @@ residual is taken against the reference as decoded).  Every frame after the firs
 its MOTION unit (motion relative to the previous frame, for analysis and prediction).
 
 Objects: the encoder-side detector's boxes, linked into tracks (:mod:`ssb.codec.tracking`), are
-described in each frame's index with their track id as object id.
+described in each frame's index with their track id as object id.  With ``object_motion`` each
+tracked object's motion is a MOTION unit of its own, attributed to the track in the index (the
+window of split cells its box covers), and the frame-level MOTION unit holds the rest of the field
+(the object cells zeroed): "how did track 7 move" reads track 7's MOTION units only.  A decoder
+that predicts merges them back into the whole field, so the prediction is the same.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from ssb.codec.base import StreamEncoder
 from ssb.codec.image import ImageEncoder, size_metadata, stream_header
 from ssb.codec.payload import pack_features
 from ssb.codec.tracking import Tracker
-from ssb.codec.video.motion import MotionEstimator, latent_motion, pack_motion, warp_latent
+from ssb.codec.video.motion import MotionEstimator, MotionField, latent_motion, pack_motion, warp_latent
 from ssb.errors import MalformedFieldError
 from ssb.format import SequenceHeader, UnitType
 from ssb.format.payloads import RESIDUAL
@@ -69,7 +73,7 @@ class VideoEncoder(StreamEncoder):
 
     def __init__(self, models, *, quality: int = 3, detector=None, gop: int = DEFAULT_GOP,
                  deadzone: float | None = DEFAULT_DEADZONE, intra_ratio: float = 0.8, min_score: float = 0.3,
-                 motion_compensation: bool = True):
+                 motion_compensation: bool = True, object_motion: bool = False):
         super().__init__(models)
         if int(gop) < 1:
             raise MalformedFieldError(f"gop must be >= 1, got {gop}", field="gop")
@@ -83,6 +87,10 @@ class VideoEncoder(StreamEncoder):
         self.gop, self.intra_ratio = int(gop), float(intra_ratio)
         self.deadzone = deadzone_for(self.level) if deadzone is None else float(deadzone)
         self.motion_compensation = bool(motion_compensation)
+        self.object_motion = bool(object_motion)
+        if self.object_motion and self._intra.detector is None:
+            raise MalformedFieldError("object_motion needs the encoder-side detector (index objects)",
+                                      field="object_motion")
         from ssb.backbones.features import front_card
 
         card = front_card(self.codec.front_name)
@@ -96,8 +104,8 @@ class VideoEncoder(StreamEncoder):
 
     def header(self, first) -> SequenceHeader:
         h, w = first.image.shape[:2]
-        return stream_header(self.codec_id, self.codec, w, h, first.fps, object_ids="tracks",
-                             video={"model": self.coder.identity.id})
+        video = {"model": self.coder.identity.id, **({"object_motion": True} if self.object_motion else {})}
+        return stream_header(self.codec_id, self.codec, w, h, first.fps, object_ids="tracks", video=video)
 
     def observe(self, frame) -> None:
         """Frames before the first coded one (``--frames A:B`` of a clip) prime the motion estimate."""
@@ -127,15 +135,15 @@ class VideoEncoder(StreamEncoder):
         else:
             self._since_key += 1
             self._ref = pred_units[2]
-        if motion is not None:
-            payload = pack_motion(motion, self.coder.gaussian_conditional)
-            writer.add_unit(UnitType.MOTION, payload)
-            self.stats.add("MOTION", len(payload))
+        objects = self._track(split, (h, w))
+        own = self._write_motion(writer, motion, objects) if motion is not None else set()
         if pred_units is not None:
             writer.add_unit(UnitType.RESIDUAL, pred_units[1])
             self.stats.add("RESIDUAL", len(pred_units[1]))
         self._ref_index = frame.index
-        self._describe(writer, split, (h, w))
+        for tid, label, box, score in objects:
+            if tid not in own:
+                writer.add_object(object_id=tid, class_id=label, bbox=box, score=score)
         writer.end_frame()
         self.stats.frames += 1
         self.stats.pixels += h * w
@@ -147,16 +155,40 @@ class VideoEncoder(StreamEncoder):
         payload = RESIDUAL.pack({"version": 1, "level": self.level, "flags": flags, "z": z_str, "y": r_str})
         return flags, payload, pred + r
 
-    def _describe(self, writer, split, size) -> None:
+    def _write_motion(self, writer, motion, objects) -> set[int]:
+        """The frame's MOTION unit(s); returns the track ids that got a MOTION unit of their own."""
+        gaussian = self.coder.gaussian_conditional
+        if not self.object_motion:
+            payload = pack_motion(motion, gaussian)
+            writer.add_unit(UnitType.MOTION, payload)
+            self.stats.add("MOTION", len(payload))
+            return set()
+        windows = [(o, motion.cells_of(o[2])) for o in objects]
+        rest = motion.vectors.copy()
+        for _, (rs, cs) in windows:
+            rest[:, rs, cs] = 0
+        payload = pack_motion(MotionField(rest, motion.frame_size, motion.input_size, motion.stride), gaussian)
+        writer.add_unit(UnitType.MOTION, payload)
+        self.stats.add("MOTION", len(payload))
+        for (tid, label, box, score), (rs, cs) in windows:
+            part = MotionField(motion.vectors[:, rs, cs].copy(), motion.frame_size, motion.input_size, motion.stride,
+                               rs.start, cs.start)
+            payload = pack_motion(part, gaussian)
+            writer.add_unit(UnitType.MOTION, payload, object_id=tid, class_id=label, bbox=box, score=score)
+            self.stats.add("MOTION", len(payload))
+        return {o[0] for o, _ in windows}
+
+    def _track(self, split, size) -> list[tuple[int, int, tuple, float]]:
+        """This frame's detections linked into tracks: ``(track id, class, box, score)``."""
         det = self._intra.detector
         if det is None:
-            return
+            return []
         d = det(split, [size])[0]
         keep = d["scores"] >= self._intra.min_score
         boxes, labels, scores = d["boxes"][keep], d["labels"][keep], d["scores"][keep]
         ids = self._tracker.update(boxes.numpy(), labels.numpy())
-        for box, label, score, tid in zip(boxes.tolist(), labels.tolist(), scores.tolist(), ids):
-            writer.add_object(object_id=tid, class_id=int(label), bbox=tuple(box), score=min(max(score, 0.0), 1.0))
         self.stats.objects += len(ids)
         self.stats.tracks = self._tracker.next_id - 1
-
+        # boxes as the index stores them (integer pixels), so a decoder finds the same cells of an object
+        return [(int(tid), int(label), tuple(float(round(v)) for v in box), min(max(score, 0.0), 1.0))
+                for box, label, score, tid in zip(boxes.tolist(), labels.tolist(), scores.tolist(), ids)]

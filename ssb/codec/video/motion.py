@@ -154,7 +154,7 @@ def unpack_motion(payload, *, ctx: dict, gaussian, frame_size: tuple[int, int], 
     vectors = np.zeros((2, rows, cols), dtype=np.int16)
     if n:
         values = decode_integers(bytes(rec["vectors"]), np.full(n, rec["scale"], dtype=np.int64), tables,
-                                 field=f"{field}.payload.vectors")
+                                 field=f"{field}.payload.vectors", offset=rec.offsets["vectors"])
         if np.abs(values).max() > MAX_MOTION:
             raise MalformedFieldError(f"a motion component exceeds {MAX_MOTION} quarter pixels",
                                       offset=rec.offsets["vectors"], field=f"{field}.payload.vectors")
