@@ -54,3 +54,14 @@ def pytest_make_collect_report(collector):
     report = outcome.get_result()
     if _strict() and report.skipped:
         _fail_skip(report, collector.nodeid)
+
+
+@pytest.fixture
+def torch_one_thread():
+    """Torch on one thread for the test (the CI machine has two cores), restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -49,12 +49,7 @@ CI_SEED = 13
 CI_CASES = 320
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 # ============================================================================ the fuzzer, real models

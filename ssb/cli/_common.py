@@ -56,6 +56,26 @@ def unit_interval(text: str) -> float:
     return v
 
 
+def int_at_least(low: int):
+    """An argparse type: an integer >= ``low`` (``positive = int_at_least(1)``, ``count = int_at_least(0)``)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            v = low - 1
+        if v < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+        return v
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+positive = int_at_least(1)
+count = int_at_least(0)
+
+
 def progress_enabled(args) -> bool:
     """Progress bars only for a person watching: stderr is a terminal and ``--quiet`` is not given."""
     return not getattr(args, "quiet", False) and sys.stderr.isatty()

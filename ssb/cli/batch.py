@@ -14,21 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ssb.cli._common import check_output, frame_range, name_list, progress_enabled, unit_interval
+from ssb.cli._common import check_output, frame_range, name_list, positive, progress_enabled, unit_interval
 from ssb.errors import SSBError
 
 #: errors listed on stderr at the end of a run (all of them are in the output)
 SHOWN_ERRORS = 10
 
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return v
 
 
 def add_arguments(p) -> None:
@@ -46,7 +37,7 @@ def add_arguments(p) -> None:
     a.add_argument("-o", "--output", required=True, metavar="RESULTS.parquet", help="the Parquet output")
     a.add_argument("--engine", choices=("ray", "local"), default="ray",
                    help="ray: a pool of --workers Ray actors (a local Ray unless --address); local: one process")
-    a.add_argument("--workers", type=_positive_int, default=1, help="Ray actors, each loading the models once")
+    a.add_argument("--workers", type=positive, default=1, help="Ray actors, each loading the models once")
     a.add_argument("--address", default=None,
                    help="Ray cluster to join (auto, ray://HOST:10001; default $RAY_ADDRESS, else a local Ray)")
     a.add_argument("--task", default=["detection"], type=name_list,
@@ -62,8 +53,8 @@ def add_arguments(p) -> None:
     a.add_argument("--read", choices=("ranges", "files"), default="ranges",
                    help="ranges: each worker opens its streams and reads only the byte ranges the query needs "
                         "(paths or any URL ssb.open reads); files: Ray's read_binary_files reads whole files")
-    a.add_argument("--batch-size", type=_positive_int, default=16, help="streams per batch of a worker")
-    a.add_argument("--threads", type=_positive_int, default=1, help="torch threads (and Ray CPUs) of each worker")
+    a.add_argument("--batch-size", type=positive, default=16, help="streams per batch of a worker")
+    a.add_argument("--threads", type=positive, default=1, help="torch threads (and Ray CPUs) of each worker")
     a.add_argument("--retry-errors", action="store_true", help="analyse again the streams with an error row")
     a.add_argument("--overwrite", action="store_true", help="discard the results already in the output")
 

@@ -6,8 +6,8 @@ action head's classifier trained on the motion units of labelled clips."""
 
 from __future__ import annotations
 
-import argparse
 
+from ssb.cli._common import count, positive
 from ssb.errors import SSBError
 
 FRONT_HELP = (
@@ -19,26 +19,6 @@ FRONT_HELP = (
     "name the front and its weights fingerprint")
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
-
-
-def _count(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = -1
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return v
-
-
 def add_arguments(p) -> None:
     p.add_argument("-o", "--output", required=True,
                    help="folder for feature_codec.pt and train_log.json (--task action: for action.pt and its log)")
@@ -48,32 +28,32 @@ def add_arguments(p) -> None:
     p.add_argument("--data", default=None, metavar="DIR|CSV",
                    help="--task action: labelled clips, DIR/<label>/*.mp4 (the UCF-101 / HMDB-51 layout) or a CSV of "
                         "clip,label[,x0,y0,x1,y1]; default: the vtest teacher labels of the reference model")
-    p.add_argument("--warmup-iters", type=_count, default=3500, help="noise, rate + split-feature loss")
-    p.add_argument("--distill-iters", type=_count, default=800,
+    p.add_argument("--warmup-iters", type=count, default=3500, help="noise, rate + split-feature loss")
+    p.add_argument("--distill-iters", type=count, default=800,
                    help="noise, + output distillation (behind a timm front: split-feature loss only)")
-    p.add_argument("--hard-iters", type=_count, default=400, help="hard rounding (or noise with --quant noise)")
-    p.add_argument("--batch-size", type=_positive, default=4)
-    p.add_argument("--warmup-batch", type=_positive, default=16, help="batch size of the warmup phase")
+    p.add_argument("--hard-iters", type=count, default=400, help="hard rounding (or noise with --quant noise)")
+    p.add_argument("--batch-size", type=positive, default=4)
+    p.add_argument("--warmup-batch", type=positive, default=16, help="batch size of the warmup phase")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--quant", choices=("soft-then-hard", "noise"), default="soft-then-hard")
-    p.add_argument("--threads", type=_positive, default=2)
+    p.add_argument("--threads", type=positive, default=2)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--front", default="ssd-mbv2.s8", metavar="ssd-mbv2.s8|timm:MODEL[:INDEX]", help=FRONT_HELP)
     p.add_argument("--front-weights", default=None, metavar="PATH",
                    help="with a timm front: its weights, a state dict file (torch.save(model.state_dict()) of the "
                         "timm model or of its features_only model); never downloaded. Encoding reads them again "
                         "from this path (or $SSB_FRONT_WEIGHTS) and checks their fingerprint")
-    p.add_argument("--front-input-size", type=_positive, default=None, metavar="N",
+    p.add_argument("--front-input-size", type=positive, default=None, metavar="N",
                    help="with a timm front: side of its square input (default: the model's pretrained_cfg size)")
     p.add_argument("--images", default=None, metavar="DIR",
                    help="train on this folder of images (each with --crops-per-photo random crops) instead of the "
                         "recipe's real frames and photos")
-    p.add_argument("--frame-step", type=_positive, default=2, help="every N-th training frame of vtest.avi")
-    p.add_argument("--crops-per-photo", type=_count, default=16, help="random crops added per photo")
-    p.add_argument("--hidden", type=_positive, default=None, help="codec width (default 64)")
-    p.add_argument("--latent", type=_positive, default=None, help="latent channels (default 64)")
-    p.add_argument("--hyper", type=_positive, default=None, help="hyper-latent channels (default 32)")
+    p.add_argument("--frame-step", type=positive, default=2, help="every N-th training frame of vtest.avi")
+    p.add_argument("--crops-per-photo", type=count, default=16, help="random crops added per photo")
+    p.add_argument("--hidden", type=positive, default=None, help="codec width (default 64)")
+    p.add_argument("--latent", type=positive, default=None, help="latent channels (default 64)")
+    p.add_argument("--hyper", type=positive, default=None, help="hyper-latent channels (default 32)")
     p.add_argument("--name", default=None,
                    help="the codec's name in its identity (default: the reference codec's, or "
                         "omni-timm-MODEL-INDEX)")

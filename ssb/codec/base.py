@@ -184,8 +184,13 @@ class StreamDecoder:
         for u in sel.units:
             by_frame.setdefault(u.frame, []).append(u)
         for fi in sel.frames:
-            fr = self.bs.frame(fi)
-            yield Step(fr, by_frame.get(fi, []), fi in targets, need)
+            yield self.step(self.bs.frame(fi), by_frame.get(fi, []), fi in targets, need)
+
+    def step(self, fr, units: list, output: bool, need: frozenset = frozenset({FEATURES})) -> Step:
+        """The step decoding ``units`` of frame ``fr``; its byte ranges are prefetched (one coalesced
+        request per frame on a remote stream, nothing on a local one)."""
+        self.bs.prefetch(u.span for u in units)
+        return Step(fr, units, output, need)
 
     def decode(self, step: Step) -> DecodedFrame:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -159,6 +159,14 @@ class Bitstream:
             follow_refs=follow_refs,
         )
 
+    def prefetch(self, ranges: Iterable[tuple[int, int]]) -> int:
+        """Hint that the byte ``ranges`` (``(start, stop)``, e.g. a selection's or a step's unit spans)
+        are read next: a remote source fetches them, merged and coalesced, in as few requests as it can;
+        a local one does nothing.  Returns the bytes fetched."""
+        from ssb.format.select import merge_ranges
+
+        return self._src.prefetch(merge_ranges(ranges))
+
     def dependencies(self, frames: Iterable[int]) -> list[FrameEntry]:
         """The fragments needed to decode ``frames``: themselves and every frame they predict from,
         transitively, in stream order (a referenced frame the stream lacks raises)."""
@@ -215,15 +223,7 @@ class Bitstream:
         if u._checked and not force_verify:
             return self._src.read(u.offset, u.length, f"unit[{u.number}].payload")
         if u.header_size == 0:  # a 2.x content unit: the index holds its type, length and CRC
-            view = self._src.read(u.offset, u.length, f"unit[{u.number}].payload")
-            if (self.verify or force_verify) and zlib.crc32(view) != u.crc:
-                raise ChecksumError(
-                    f"unit {u.number} ({type_name(u.type)}, frame {u.frame}) payload checksum mismatch",
-                    offset=u.offset,
-                    field=f"unit[{u.number}].payload",
-                )
-            u._checked = True
-            return view
+            return self._checked_payload(u, u.crc, force_verify)
         hstart = u.offset - UNIT_HEADER_SIZE
         hdr = self._read_header(hstart, u.number)
         path = f"unit[{u.number}].header"
@@ -234,8 +234,11 @@ class Bitstream:
                     offset=hstart + UNIT_HEADER.offsets[name],
                     field=f"{path}.{name}",
                 )
+        return self._checked_payload(u, hdr["payload_crc"], force_verify)
+
+    def _checked_payload(self, u: UnitEntry, crc: int, force_verify: bool) -> memoryview:
         view = self._src.read(u.offset, u.length, f"unit[{u.number}].payload")
-        if (self.verify or force_verify) and zlib.crc32(view) != hdr["payload_crc"]:
+        if (self.verify or force_verify) and zlib.crc32(view) != crc:
             raise ChecksumError(
                 f"unit {u.number} ({type_name(u.type)}, frame {u.frame}) payload checksum mismatch",
                 offset=u.offset,

@@ -47,4 +47,8 @@ def test_release_0_1_stream_analyses_to_the_same_results(name):
                 kp = np.array(exp["keypoints"]).reshape(pred["keypoints"].shape)
                 assert np.abs(pred["keypoints"].numpy() - kp).max(initial=0) < 1e-3, (name, task)
             if "mask_pixels" in exp:
-                assert [int((m > 0.5).sum()) for m in pred["masks"].numpy()] == exp["mask_pixels"], (name, task)
+                # a mask pixel whose soft value sits at the 0.5 threshold may flip with the float rounding
+                # of another thread count (the same tolerance as the boxes': the coded features are equal)
+                got = [int((m > 0.5).sum()) for m in pred["masks"].numpy()]
+                assert len(got) == len(exp["mask_pixels"]), (name, task)
+                assert all(abs(g - e) <= max(2, e // 1000) for g, e in zip(got, exp["mask_pixels"])), (name, got)

@@ -40,12 +40,7 @@ WINDOW, MIN_FRAMES = 6, 3
 MOVER, STILL = (20, 40, 50, 80), (110, 30, 140, 90)  # (x0, y0, x1, y1) at frame 0; the mover goes right 4 px a frame
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def clip(n: int = N, seed: int = 0) -> list[Frame]:

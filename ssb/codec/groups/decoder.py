@@ -69,7 +69,7 @@ class GroupedDecoder(StreamDecoder):
         allowed = None if frames is None else set(frames)
         for fr in self.bs.frames:
             if allowed is None or fr.frame_index in allowed:
-                yield Step(fr, by_frame.get(fr.frame_index, []), True)
+                yield self.step(fr, by_frame.get(fr.frame_index, []), True)
 
     @torch.no_grad()
     def parts(self, step: Step) -> GroupedFrame:
