@@ -44,168 +44,21 @@ id it was trained behind).  Seeded; one torch thread by default.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
+from ssb.recipes.action_fit import ActionTrainConfig, _torch, evaluate_windows, fit, mirror_map, predict
+from ssb.recipes.action_sources import TRAIN_FRAMES, clip_windows, folder_clips, reference_data
+
+# The training loop is ssb.recipes.action_fit, the labelled data ssb.recipes.action_sources; their names stay here.
 __all__ = ["ActionTrainConfig", "fit", "predict", "mirror_map", "reference_data", "cross_validate", "folder_clips",
            "clip_windows", "train_reference", "train_folder", "evaluate_windows", "main"]
 
 REFERENCE_NAME = "action-motion.s8"
 USER_NAME = "action-user.s8"
-TRAIN_FRAMES = range(0, 600)
-
-
-@dataclass(frozen=True)
-class ActionTrainConfig:
-    window: int = 16
-    min_frames: int = 8
-    width: int = 48
-    dropout: float = 0.1
-    epochs: int = 60
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 1e-2
-    drop: float = 0.15
-    #: class weights are frequency ** -class_power (0.5: inverse square root)
-    class_power: float = 0.5
-    seed: int = 0
-    threads: int = 1
-    level: int = 3
-
-
-def _torch(cfg: ActionTrainConfig):
-    import torch
-
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads)
-    return torch
-
-
-def mirror_map(labels) -> list[int]:
-    """What each label becomes in the mirrored scene: ``..._left`` and ``..._right`` swap, the others stay."""
-    labels = [str(v) for v in labels]
-    out = []
-    for name in labels:
-        other = name.replace("left", "\0").replace("right", "left").replace("\0", "right")
-        out.append(labels.index(other) if other in labels else labels.index(name))
-    return out
-
-
-def fit(x: np.ndarray, mask: np.ndarray, y: np.ndarray, labels, cfg: ActionTrainConfig, *, source: str = "motion",
-        progress: bool = False, extra_config: dict | None = None, mirror: bool = True):
-    """Train an :class:`~ssb.tasks.action.ActionNet` on windows ``x`` [N, T, F] (masks [N, T]) with labels
-    ``y`` [N] in ``range(len(labels))``; returns ``(net in eval mode, config, log)``.  ``mirror``: augment
-    with mirrored windows (labels through :func:`mirror_map`; not for ``features`` windows)."""
-    torch = _torch(cfg)
-    from ssb.errors import MalformedFieldError
-    from ssb.recipes.action_data import mirror as mirrored
-    from ssb.tasks.action import DEFAULT_CONFIG, build_net
-
-    labels = [str(v) for v in labels]
-    if len(x) == 0:
-        raise MalformedFieldError("no labelled window to train on", field="data")
-    if y.min() < 0 or y.max() >= len(labels):
-        raise MalformedFieldError(f"labels must lie in [0, {len(labels)})", field="data.labels")
-    config = {**DEFAULT_CONFIG, "in_features": int(x.shape[-1]), "num_classes": len(labels), "width": cfg.width,
-              "window": cfg.window, "min_frames": cfg.min_frames, "dropout": cfg.dropout, "labels": labels,
-              "source": source, **(extra_config or {})}
-    net = build_net(config)
-    m = mask.astype(bool)
-    flat = x[m]
-    net.mean.copy_(torch.from_numpy(flat.mean(0)))
-    net.std.copy_(torch.from_numpy(np.maximum(flat.std(0), 1e-3)))
-    counts = np.bincount(y, minlength=len(labels)).astype(np.float64)
-    weights = np.where(counts > 0, np.maximum(counts, 1) ** -cfg.class_power, 0.0)
-    weights = weights / (weights * counts).sum() * counts.sum()
-    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32))
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = max(1, int(np.ceil(len(x) / cfg.batch_size)))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
-                                                pct_start=0.15)
-    rng = np.random.default_rng(cfg.seed)
-    xt, mt, yt = torch.from_numpy(x), torch.from_numpy(mask), torch.from_numpy(y)
-    mirror = mirror and source != "features"
-    xm = torch.from_numpy(mirrored(x, source)) if mirror else xt
-    ym = torch.tensor(mirror_map(labels))[yt] if mirror else yt
-    log = []
-    epochs = range(cfg.epochs)
-    if progress:
-        from tqdm import tqdm
-
-        epochs = tqdm(epochs, desc=f"train action ({source})", unit="epoch", leave=False)
-    t0 = time.time()
-    net.train()
-    for epoch in epochs:
-        order = rng.permutation(len(x))
-        total, n = 0.0, 0
-        for i in range(0, len(order), cfg.batch_size):
-            idx = torch.from_numpy(order[i : i + cfg.batch_size])
-            flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
-            xb = torch.where(flip[:, None, None], xm[idx], xt[idx])
-            yb = torch.where(flip, ym[idx], yt[idx])
-            keep = torch.from_numpy((rng.random((len(idx), x.shape[1])) >= cfg.drop).astype(np.float32))
-            keep[:, -1] = 1.0  # the current frame stays
-            mb = mt[idx] * keep
-            loss = loss_fn(net(xb, mb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-            n += len(idx)
-        if epoch % 10 == 0 or epoch == cfg.epochs - 1:
-            log.append({"epoch": epoch, "loss": round(total / n, 4), "time_s": round(time.time() - t0, 1)})
-    net.eval()
-    return net, config, log
-
-
-def predict(net, x: np.ndarray, mask: np.ndarray, batch: int = 512) -> np.ndarray:
-    """Class probabilities ``[N, C]`` of windows."""
-    import torch
-
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(x), batch):
-            logits = net(torch.from_numpy(x[i : i + batch]), torch.from_numpy(mask[i : i + batch]))
-            out.append(torch.softmax(logits, dim=1).numpy())
-    return np.concatenate(out) if out else np.zeros((0, net.fc.out_features), np.float32)
-
-
-def evaluate_windows(pred: np.ndarray, y: np.ndarray, labels) -> dict:
-    """Top-1 agreement, per-class recall and their mean (balanced) over windows with ``y >= 0``."""
-    keep = y >= 0
-    pred, y = pred[keep], y[keep]
-    recall = {}
-    for k, name in enumerate(labels):
-        sel = y == k
-        recall[str(name)] = float((pred[sel] == k).mean()) if sel.any() else None
-    vals = [v for v in recall.values() if v is not None]
-    return {"windows": int(len(y)), "top1": float((pred == y).mean()) if len(y) else None, "recall": recall,
-            "balanced": float(np.mean(vals)) if vals else None,
-            "support": {str(n): int((y == k).sum()) for k, n in enumerate(labels)}}
-
-
-# -- (a) the reference model: vtest and its teacher -----------------------------------------------
-
-
-def reference_data(cfg: ActionTrainConfig, models, *, frames: range = TRAIN_FRAMES, source: str = "motion",
-                   progress: bool = True):
-    """``(windows, teacher labels)`` of vtest ``frames`` from ``source`` (level ``cfg.level`` stream)."""
-    from ssb.recipes.action_data import encode_clip, stream_windows, teacher_targets
-    from ssb.recipes.action_teacher import label_windows, run_teacher
-    from ssb.resources import vtest_path
-
-    run = run_teacher(progress=progress)
-    labels = label_windows(run)
-    stream = encode_clip(vtest_path(), frames, cfg.level, models)
-    win = stream_windows(stream, models, source=source, video=vtest_path(), window=cfg.window,
-                         min_frames=cfg.min_frames, progress=progress)
-    return win, teacher_targets(win.frames, win.boxes, run, labels)
 
 
 def cross_validate(cfg: ActionTrainConfig, *, folds: int = 3, weights=None, source: str = "motion",
@@ -258,91 +111,6 @@ def train_reference(cfg: ActionTrainConfig, out_path, *, weights=None, val_from:
 def _checkpoint_path(out) -> Path:
     out = Path(out)
     return out if out.suffix == ".pt" else out / "action.pt"
-
-
-# -- (b) a user's labelled clips ------------------------------------------------------------------
-
-
-def folder_clips(data) -> list[tuple[Path, str, tuple | None]]:
-    """``(clip, label, box or None)`` of a labelled folder (``DIR/<label>/*.<video>``) or a CSV file."""
-    from ssb.errors import MalformedFieldError
-    from ssb.media import VIDEO_SUFFIXES
-
-    data = Path(data)
-    if not data.exists():
-        raise FileNotFoundError(2, "No such file or directory", str(data))
-    out: list[tuple[Path, str, tuple | None]] = []
-    if data.is_file():
-        with open(data, newline="", encoding="utf-8") as f:
-            for n, row in enumerate(csv.reader(f)):
-                row = [c.strip() for c in row]
-                if not row or not any(row) or row[0].startswith("#"):
-                    continue
-                if n == 0 and row[0].lower() in ("clip", "path", "video", "file"):
-                    continue
-                if len(row) not in (2, 6):
-                    raise MalformedFieldError(f"{data} line {n + 1}: expected clip,label[,x0,y0,x1,y1], got {row}",
-                                              field="data")
-                box = None
-                if len(row) == 6:
-                    try:
-                        box = tuple(float(v) for v in row[2:])
-                    except ValueError:
-                        raise MalformedFieldError(f"{data} line {n + 1}: the box must be 4 numbers", field="data"
-                                                  ) from None
-                    if not (box[0] < box[2] and box[1] < box[3]):
-                        raise MalformedFieldError(f"{data} line {n + 1}: the box needs x0 < x1 and y0 < y1",
-                                                  field="data")
-                clip = Path(row[0]) if Path(row[0]).is_absolute() else data.parent / row[0]
-                if not clip.is_file():
-                    raise FileNotFoundError(2, "No such file or directory", str(clip))
-                if not row[1]:
-                    raise MalformedFieldError(f"{data} line {n + 1}: empty label", field="data")
-                out.append((clip, row[1], box))
-    else:
-        for sub in sorted(p for p in data.iterdir() if p.is_dir()):
-            for clip in sorted(p for p in sub.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()):
-                out.append((clip, sub.name, None))
-    labels = sorted({lab for _, lab, _ in out})
-    if len(labels) < 2:
-        raise MalformedFieldError(f"{data}: need clips of at least 2 labels, found {labels or 'none'} "
-                                  "(layout DIR/<label>/*.mp4, or a CSV of clip,label)", field="data")
-    return out
-
-
-def _actor(windows, box) -> int | None:
-    """The track id of a clip's actor among its windows' tracks (see the module doc)."""
-    if len(windows) == 0:
-        return None
-    ids = np.unique(windows.track_ids)
-    if box is not None:
-        from ssb.codec.tracking import iou_matrix
-
-        best, best_iou = None, 0.0
-        for tid in ids:
-            sel = windows.track_ids == tid
-            first = np.argmin(windows.frames[sel])
-            iou = float(iou_matrix(np.asarray([box], np.float64), windows.boxes[sel][first][None].astype(np.float64))[0, 0])
-            if iou > best_iou:
-                best, best_iou = int(tid), iou
-        if best is not None:
-            return best
-    area = lambda t: float(np.mean(np.prod(windows.boxes[windows.track_ids == t][:, 2:] -  # noqa: E731
-                                          windows.boxes[windows.track_ids == t][:, :2], axis=1)))
-    return int(max(ids, key=lambda t: (int((windows.track_ids == t).sum()), area(t))))
-
-
-def clip_windows(clip, box, cfg: ActionTrainConfig, models, *, index_objects: bool = True):
-    """``(windows of the clip's actor, whole_frame)`` from the clip's MOTION units."""
-    from ssb.recipes.action_data import encode_clip, stream_windows
-
-    stream = encode_clip(clip, None, cfg.level, models, index_objects=index_objects)
-    win = stream_windows(stream, models, source="motion", window=cfg.window, min_frames=cfg.min_frames)
-    actor = _actor(win, box)
-    if actor is not None:
-        return win.subset(win.track_ids == actor), False
-    return stream_windows(stream, models, source="motion", window=cfg.window, min_frames=cfg.min_frames,
-                          whole_frame=True), True
 
 
 def train_folder(data, cfg: ActionTrainConfig, out_path, *, models=None, weights=None, val_fraction: float = 0.2,

@@ -168,3 +168,21 @@ def test_video_recipe_tiny_run(tmp_path, monkeypatch):
     r = res[:1].float()
     z, y = model.compress(r)
     assert torch.equal(model.decompress(z, y, tuple(r.shape[-2:])), r)
+
+
+@pytest.mark.teacher
+@pytest.mark.media
+def test_video_eval_tiny_run(tmp_path):
+    """`ssb eval --video` on 3 held-out frames, one SSB point and one H.264 point: the table and its files."""
+    import csv
+
+    from ssb.recipes.evaluation.video import run_video_eval
+
+    pts = run_video_eval(tmp_path, frames=range(620, 623), levels=[0], gops=(2,), intra=True, codecs=("h264",),
+                         crfs={"h264": (40,)}, progress=False)
+    assert [(p.method, p.param) for p in pts] == [("ssb-video-g2", 0), ("ssb-intra", 0), ("h264", 40)]
+    video, intra, h264 = pts
+    assert all(p.images == 3 and 0 < p.bpp < 1 and 0 <= p.AP <= 100 for p in pts)
+    assert video.bytes < intra.bytes  # a predicted frame costs less than a key frame
+    rows = list(csv.DictReader(open(tmp_path / "video_rate_accuracy.csv")))
+    assert [r["method"] for r in rows] == ["ssb-video-g2", "ssb-intra", "h264"]

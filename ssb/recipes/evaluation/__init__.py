@@ -83,7 +83,12 @@ def run_eval(out_dir, *, tasks=("detection",), weights=None, head_weights: dict 
     sweeps = pixel_sweeps([c for c in codecs if c in available], ref.tasks, variants, qualities)
     if sweeps:
         teachers = _Teachers(ref.tasks)
-        for c, v, q, ts in sweeps:
+        import sys
+
+        from tqdm import tqdm
+
+        for c, v, q, ts in tqdm(sweeps, desc="pixel codecs", unit="point", leave=False,
+                                disable=not (progress and sys.stderr.isatty())):
             score(*pixel_codec(ref, teachers, c, v, q, ts))
     write_outputs(points, out_dir, name)
     return points

@@ -88,8 +88,15 @@ def run_video_eval(out_dir, *, video=None, frames: range = HELD_OUT_CLIP, weight
     levels = list(range(codec.config.num_levels)) if levels is None else list(levels)
     runs = [(f"ssb-video-g{g}", "ssb.video", {"gop": g}) for g in gops] + ([("ssb-intra", "ssb.image", {})] if intra
                                                                            else [])
+    import sys
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(runs) * len(levels) + sum(len((crfs or DEFAULT_CRFS)[c]) for c in codecs or ()),
+               desc="video eval", unit="point", leave=False, disable=not (progress and sys.stderr.isatty()))
     for method, codec_id, opts in runs:
         for level in levels:
+            bar.update()
             buf = io.BytesIO()
             encode(iter(clip), buf, codec=codec_id, quality=level, models=models, index_objects=False, **opts)
             res = analyze(buf.getvalue(), tasks=["detection"], models=models,
@@ -102,10 +109,12 @@ def run_video_eval(out_dir, *, video=None, frames: range = HELD_OUT_CLIP, weight
         det = create("detection", score_thresh=DET_SCORE)
         for name_ in codecs:
             for crf in (crfs or DEFAULT_CRFS)[name_]:
+                bar.update()
                 enc = video_codecs.encode_video(name_, (f.image for f in clip), fps=fps, crf=crf, gop=len(clip))
                 preds = {}
                 for f, img in zip(clip, video_codecs.decode_video(enc)):
                     preds[f.index] = _teacher([img], front, det)[0]
                 add(name_, crf, enc.nbytes, preds)
+    bar.close()
     write_outputs(points, out_dir, name)
     return points
