@@ -7,7 +7,7 @@ and framework bridges in :mod:`ssb.adapters`, each imported on demand.
 
 from ssb.errors import SSBError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["SSBError", "open", "__version__"]
 
 
