@@ -6,7 +6,7 @@ stream (2 frames, level 0), an ``ssb.grouped`` stream (``groups="auto"``, 1 fram
 ``ssb.video`` stream (5 frames, GOP 3).  Each case mutates one seed, then recomputes every length
 and CRC (:func:`ssb.format.edit.replace_payloads`, :func:`~ssb.format.edit.rewrite_frame`) so the
 mutation reaches the codec's payload decoders instead of the container's checksum test.  The
-mutation families (case ``i`` uses ``FAMILIES[i % 4]``, on seed ``SEED_NAMES[i // 4 % 3]``):
+mutation families (case ``i`` uses ``FAMILIES[i % 4]``, on seed ``SEED_NAMES[i // 4 % len(SEED_NAMES)]``):
 
 * ``field``: a payload decoded with its declarative syntax (:data:`ssb.format.payloads.UNIT_PAYLOADS`),
   one field set to a boundary value (0, 1, grid +- 1, 255, 4096, 65535, 2**31, ..., random) or,

@@ -23,6 +23,7 @@ SEEDS = {
     "image": {"codec": "ssb.image", "frames": (620, 622)},
     "grouped": {"codec": "ssb.grouped", "groups": "auto", "frames": (640, 641)},
     "video": {"codec": "ssb.video", "frames": (620, 625), "gop": 3},
+    "objects": {"codec": "ssb.image", "frames": (650, 652), "object_scale": [1], "object_quality": 0},
 }
 SEED_NAMES = tuple(SEEDS)
 QUALITY = 0

@@ -54,7 +54,7 @@ def run_case(data: bytes, models) -> dict:
     res = {}
     t0 = time.perf_counter()
     try:
-        r = pipeline.analyze(data, tasks=["detection"], models=models)
+        r = pipeline.analyze(data, tasks=["detection", "pose"], models=models)  # pose reads OBJECT_SCALE units
         bad = None
         if len(r.frames) > nframes:
             bad = f"{len(r.frames)} results for {nframes} frames"

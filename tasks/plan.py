@@ -5,8 +5,10 @@ upstream task and the keyword it arrives by; a tuple of task names means keyword
 plan adds an upstream head the caller did not ask for (its output is then not reported) and
 orders the heads so every one runs after what it consumes.  Each head's declarations
 (:mod:`ssb.tasks.spec`) are checked against what the stream's decoder provides: its features
-(name, channels, stride), the kinds of input (``needs``: ``"features"``, ``"motion"``), and the
-codec a head's weights were trained behind (``head.behind``).
+(name, channels, stride), the kinds of input (``needs``: ``"features"``, ``"motion"``,
+``"objects"``), and the codec a head's weights were trained behind (``head.behind``).  A head with
+an ``adapt(provides)`` method is told first what the stream provides, so it can pick its input
+(the pose and mask heads read object-scale units when a stream has them).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def plan_heads(tasks: Iterable[str], *, options: Mapping[str, dict] | None = Non
     if not wanted:
         raise MalformedFieldError("no task given", field="task")
     built: dict[str, Any] = dict(heads or {})
+    provides = frozenset(provides)
     opts = dict(options or {})
     order: list[str] = []
     state: dict[str, str] = {}
@@ -68,6 +71,8 @@ def plan_heads(tasks: Iterable[str], *, options: Mapping[str, dict] | None = Non
         state[name] = "open"
         if name not in built:
             built[name] = registry.create(name, **opts.get(name, {}))
+        if callable(getattr(built[name], "adapt", None)):
+            built[name].adapt(provides)  # a head that can read several inputs picks the stream's best
         for up in consumed(built[name]):
             visit(up, chain + (name,))
         state[name] = "done"
@@ -76,7 +81,6 @@ def plan_heads(tasks: Iterable[str], *, options: Mapping[str, dict] | None = Non
     for t in wanted:
         visit(t, ())
     available = {f.name: f for f in feature_info}
-    provides = frozenset(provides)
     plan = []
     for name in order:
         head = built[name]

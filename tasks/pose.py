@@ -10,6 +10,11 @@ of its 3x3 neighbourhood; its score is the visibility probability.
 Weights (``ssb/weights/pose_s8.pt``) are distilled from MoveNet Lightning run on the original
 pixels of real frames, with the codec frozen (``python -m ssb.recipes.train_heads --task pose``).
 
+On a stream with object-scale units (``ssb encode --object-scale``) the head reads instead each
+person's OBJECT_SCALE unit and the index (:meth:`~ssb.tasks.roi.RoIHead.adapt`): the same net
+architecture, with its own weights (``pose_object``: ``python -m ssb.recipes.train_objects``),
+predicts the heatmaps over the person's window from the window's own features.
+
 Output per image, torchvision's Keypoint R-CNN convention: ``boxes`` ``[N, 4]``, ``labels``,
 ``scores`` (the person detections), ``keypoints`` ``[N, 17, 3]`` (x, y in original pixels,
 third column the keypoint score) and ``keypoints_scores`` ``[N, 17]``.
@@ -23,7 +28,7 @@ from torch import nn
 from ssb.tasks.roi import RoIHead, conv_block, expand_boxes, pool, rois_in_input
 
 __all__ = ["FLIP_INDEX", "KEYPOINT_NAMES", "OKS_SIGMAS", "SKELETON", "KeypointNet", "PoseHead",
-           "decode_heatmaps", "heatmap_coords"]
+           "decode_heatmaps", "heatmap_coords", "run_on_views"]
 
 #: COCO keypoint order (also MoveNet's).
 KEYPOINT_NAMES = (
@@ -106,6 +111,7 @@ class PoseHead(RoIHead):
     """
 
     kind = "pose"
+    object_kind = "pose_object"
     default_classes = (1,)
     keypoint_names = KEYPOINT_NAMES
     skeleton = SKELETON
@@ -147,6 +153,33 @@ class PoseHead(RoIHead):
             out.append({"keypoints": kps[start : start + n], "keypoints_scores": conf[start : start + n]})
             start += n
         return out
+
+
+    def predict_views(self, views, image_size):
+        """Keypoints of object-scale units: heatmaps over each unit's window (``object_net``)."""
+        net = self.object_net
+        if not views:
+            z = torch.zeros(0, self.object_config.get("num_keypoints", 17))
+            return {"keypoints": torch.zeros(0, z.shape[1], 3), "keypoints_scores": z}
+        heat, vis = run_on_views(net, views)
+        xy = decode_heatmaps(heat, torch.tensor([v.window_box for v in views], dtype=torch.float32))
+        conf = torch.sigmoid(vis.float())
+        return {"keypoints": torch.cat([xy, conf[..., None]], dim=-1), "keypoints_scores": conf}
+
+
+def run_on_views(net: nn.Module, views):
+    """``net`` on the features of object-scale units, batched by feature size, outputs in view order."""
+    groups: dict[tuple, list[int]] = {}
+    for i, v in enumerate(views):
+        groups.setdefault(tuple(v.features.shape[-2:]), []).append(i)
+    outs: list = [None] * len(views)
+    for idx in groups.values():
+        res = net(torch.cat([views[i].features for i in idx]))
+        res = res if isinstance(res, tuple) else (res,)
+        for k, i in enumerate(idx):
+            outs[i] = tuple(r[k: k + 1] for r in res)
+    merged = tuple(torch.cat([o[j] for o in outs]) for j in range(len(outs[0])))
+    return merged if len(merged) > 1 else merged[0]
 
 
 def build_net(config: dict) -> nn.Module:

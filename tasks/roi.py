@@ -118,12 +118,19 @@ class RoIHead(nn.Module):
     consumes = {"detection": "detections"}
     #: set by subclasses: the zoo kind of the head's weights
     kind = ""
+    #: the zoo kind of the head's net on object-scale units (OBJECT_SCALE), "" for none
+    object_kind = ""
     default_classes: tuple[int, ...] | None = None
+    needs = ("features",)
 
     def __init__(self, *, weights: str | Path | None = None, pretrained: bool = True, behind: str | None = None,
                  score_thresh: float = 0.5, classes: Sequence[int] | None = None, max_objects: int = 50,
-                 config: dict | None = None):
+                 config: dict | None = None, object_weights: str | Path | None = None):
         super().__init__()
+        self.object_net: nn.Module | None = None
+        self.object_identity = None
+        self.object_config: dict = {}
+        self._object_weights = object_weights
         if not 0.0 <= score_thresh < 1.0:
             raise MalformedFieldError(f"score_thresh must be in [0, 1), got {score_thresh}", field="score_thresh")
         if max_objects < 1:
@@ -151,8 +158,61 @@ class RoIHead(nn.Module):
 
     @property
     def behind(self) -> str | None:
-        """The codec id this head's weights were trained behind (``None``: untrained)."""
-        return self.identity.behind if self.identity is not None else None
+        """The codec id the weights in use were trained behind (``None``: untrained)."""
+        ident = self.object_identity if self.on_objects else self.identity
+        return ident.behind if ident is not None else None
+
+    @property
+    def on_objects(self) -> bool:
+        """Whether the head reads object-scale units (see :meth:`adapt`)."""
+        return "objects" in self.needs
+
+    def adapt(self, provides) -> None:
+        """Choose the input for a stream before anything is decoded: its object-scale units and the
+        index (no BASE, no detector) when the stream ``provides`` ``"objects"`` and the head has
+        weights for them; the split features and the detection head's boxes otherwise."""
+        if "objects" in provides and self.load_object_net() is not None:
+            self.needs, self.consumes = ("objects",), {}
+        else:
+            self.needs, self.consumes = ("features",), {"detection": "detections"}
+
+    def load_object_net(self, *, missing_ok: bool = True) -> nn.Module | None:
+        """The net on object-scale features (loaded once from ``object_weights`` or the zoo's default)."""
+        if self.object_net is None and self.object_kind:
+            from ssb.codec import zoo
+            from ssb.errors import ModelMismatchError
+
+            try:
+                ckpt = zoo.read(self.object_kind, self._object_weights)
+            except ModelMismatchError:
+                if self._object_weights is not None or not missing_ok:
+                    raise
+                return None
+            self.object_config = dict(ckpt["config"])
+            net = self.build(self.object_config)
+            net.load_state_dict(ckpt["state_dict"])
+            self.object_net = net.eval()
+            self.object_identity = ckpt["identity"]
+        return self.object_net
+
+    def predict_views(self, views: list, image_size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """The head's outputs for object-scale units (subclasses with an :attr:`object_kind`)."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def select_views(self, views: Sequence) -> list:
+        """The object-scale units this head runs on: wanted classes, score >= threshold, best first."""
+        keep = [v for v in views if (self.classes is None or v.class_id in self.classes)
+                and (v.score if v.score is not None else 1.0) >= self.score_thresh and v.bbox is not None]
+        keep.sort(key=lambda v: -(v.score if v.score is not None else 1.0))
+        return keep[: self.max_objects]
+
+    def _forward_views(self, views: Sequence, size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        views = self.select_views(views)
+        n = len(views)
+        base = {"boxes": torch.tensor([v.bbox for v in views], dtype=torch.float32).reshape(n, 4),
+                "labels": torch.tensor([int(v.class_id) for v in views], dtype=torch.int64),
+                "scores": torch.tensor([float(v.score if v.score is not None else 1.0) for v in views])}
+        return {**base, **self.predict_views(views, size)}
 
     def build(self, config: dict) -> nn.Module:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -202,6 +262,12 @@ class RoIHead(nn.Module):
         ``detections``: boxes to run on, per image (e.g. the detection head's output on the same
         features); without them the head runs its own detector.
         """
+        if isinstance(features, Mapping) and "objects" in features and (self.on_objects or "split" not in features) \
+                and self.load_object_net() is not None:
+            sizes = list(image_sizes or [(INPUT_SIZE, INPUT_SIZE)])
+            if len(sizes) != 1:
+                raise MalformedFieldError("object-scale units are analysed one image at a time", field="image_sizes")
+            return [self._forward_views(features["objects"], tuple(int(v) for v in sizes[0]))]
         split = split_tensor(features)
         b = split.shape[0]
         sizes = [tuple(int(v) for v in s) for s in (image_sizes or [(INPUT_SIZE, INPUT_SIZE)] * b)]

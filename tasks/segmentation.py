@@ -11,6 +11,11 @@ the teacher's person boxes, with the codec frozen
 (``python -m ssb.recipes.train_heads --task segmentation``).  The head runs on every detected
 object, but its teacher only ever showed it people.
 
+On a stream with object-scale units the head reads each object's OBJECT_SCALE unit and the index
+instead (:meth:`~ssb.tasks.roi.RoIHead.adapt`; weights ``segmentation_object``, ``python -m
+ssb.recipes.train_objects``): the mask logits cover the object's window, at the window's
+feature resolution times four.
+
 Output per image, torchvision's Mask R-CNN convention: ``boxes``, ``labels``, ``scores`` and
 ``masks`` ``[N, 1, H, W]`` float probabilities at the original size.
 """
@@ -22,19 +27,26 @@ from torch import nn
 
 from ssb.tasks.roi import RoIHead, conv_block, pool, rois_in_input
 
-__all__ = ["MaskNet", "SegmentationHead", "paste_masks"]
+__all__ = ["MaskNet", "SegmentationHead", "paste_masks", "paste_windows"]
 
 DEFAULT_CONFIG = {"in_channels": 32, "width": 64, "depth": 4, "roi": 14}
 
 
 class MaskNet(nn.Module):
-    """Pooled features ``[K, C, r, r]`` -> mask logits ``[K, 1, 2r, 2r]``."""
+    """Pooled features ``[K, C, r, r]`` -> mask logits ``[K, 1, u*r, u*r]`` (``upsample`` u = 2 or 4)."""
 
-    def __init__(self, in_channels: int = 32, width: int = 64, depth: int = 4, **_: object):
+    def __init__(self, in_channels: int = 32, width: int = 64, depth: int = 4, upsample: int = 2, **_: object):
         super().__init__()
         layers = [conv_block(in_channels, width)] + [conv_block(width, width) for _ in range(depth - 1)]
         self.body = nn.Sequential(*layers)
-        self.up = nn.Sequential(nn.ConvTranspose2d(width, width, 2, stride=2), nn.ReLU(inplace=True))
+        up = [nn.ConvTranspose2d(width, width, 2, stride=2), nn.ReLU(inplace=True)]
+        if int(upsample) == 4:  # object-scale masks: two steps, the second with a 3x3 refinement
+            up += [nn.ConvTranspose2d(width, width // 2, 2, stride=2), nn.ReLU(inplace=True),
+                   conv_block(width // 2, width // 2)]
+            width //= 2
+        elif int(upsample) != 2:
+            raise ValueError(f"MaskNet upsample must be 2 or 4, got {upsample}")
+        self.up = nn.Sequential(*up)
         self.logits = nn.Conv2d(width, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -59,6 +71,7 @@ class SegmentationHead(RoIHead):
     """
 
     kind = "segmentation"
+    object_kind = "segmentation_object"
 
     def build(self, config: dict) -> nn.Module:
         cfg = {**DEFAULT_CONFIG, **config}
@@ -82,6 +95,31 @@ class SegmentationHead(RoIHead):
             out.append({"masks": paste_masks(probs[start : start + n], b, size)})
             start += n
         return out
+
+
+    def predict_views(self, views, image_size):
+        """Masks of object-scale units: mask logits over each unit's window, pasted at the image size."""
+        from ssb.tasks.pose import run_on_views
+
+        h, w = image_size
+        if not views:
+            return {"masks": torch.zeros(0, 1, h, w)}
+        probs = torch.sigmoid(run_on_views(self.object_net, views).float())
+        return {"masks": paste_windows(probs, [v.window for v in views], image_size)}
+
+
+def paste_windows(probs: torch.Tensor, windows, image_size: tuple[int, int]) -> torch.Tensor:
+    """``[N, 1, H, W]`` masks: each ``probs[i]`` (``[1, m, n]`` over window ``(x0, y0, w, h)``) resized
+    to its window and placed in the image (clipped to it)."""
+    h, w = image_size
+    out = probs.new_zeros(len(windows), 1, h, w)
+    for i, (x0, y0, ww, wh) in enumerate(windows):
+        xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + ww, w), min(y0 + wh, h)
+        if xb <= xa or yb <= ya:
+            continue
+        full = nn.functional.interpolate(probs[i: i + 1], size=(wh, ww), mode="bilinear", align_corners=False)
+        out[i, :, ya:yb, xa:xb] = full[0, :, ya - y0: yb - y0, xa - x0: xb - x0]
+    return out
 
 
 def build_net(config: dict) -> nn.Module:

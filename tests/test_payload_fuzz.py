@@ -27,7 +27,7 @@ from ssb.codec import registry
 from ssb.errors import LimitExceededError, MalformedFieldError, SSBError, TruncatedError
 from ssb.format import UnitType, Writer
 from ssb.format.edit import replace_payloads, rewrite_frame
-from ssb.format.payloads import FEATURES, GROUP_MASK, OBJECT_GROUP, mask_min_bytes
+from ssb.format.payloads import FEATURES, GROUP_MASK, OBJECT_GROUP, OBJECT_SCALE, mask_min_bytes
 from ssb.media import Frame
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,6 +137,14 @@ def test_issue_13_cases_on_real_streams(session):
     res = session.run_stream(_frame_meta(image, 0, {"height": 32768, "width": 32768}))
     assert res["analyze"]["kind"] == "ok"
     assert res["pixels"]["cls"] == "LimitExceededError" and res["pixels"]["field"] == "image_size"
+    # an object-scale unit declaring a 4096 x 4096 grid, or a window far off the frame: refused by field
+    objects = session.raw_seeds["objects"]
+    view = _unit(objects, UnitType.OBJECT_SCALE)
+    for change, field in (({"rows": 4096, "cols": 4096}, "rows"), ({"x0": 10 ** 6}, "x0")):
+        res = session.run_stream(replace_payloads(objects, {view.number: _set_fields(OBJECT_SCALE, view.payload,
+                                                                                     **change)}))
+        assert res["analyze"]["cls"] == "MalformedFieldError", res
+        assert res["analyze"]["field"] == f"unit[{view.number}].payload.{field}", res
     # a 16.7 M pixel mask box declared by a few bytes (inside a frame made that large): refused at once
     mask = _unit(grouped, UnitType.GROUP_MASK)
     big = _frame_meta(replace_payloads(grouped, {mask.number: _set_fields(GROUP_MASK, mask.payload, x0=0, y0=0,

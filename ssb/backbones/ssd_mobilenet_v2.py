@@ -274,8 +274,9 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
-def preprocess(images: Sequence[np.ndarray], size: int = INPUT_SIZE) -> torch.Tensor:
-    """Uint8 RGB ``HxWx3`` images to the teacher input ``[B, 3, size, size]`` in ``[-1, 1]``.
+def preprocess(images: Sequence[np.ndarray], size: int | tuple[int, int] = INPUT_SIZE) -> torch.Tensor:
+    """Uint8 RGB ``HxWx3`` images to the teacher input ``[B, 3, size, size]`` in ``[-1, 1]``
+    (``size`` may be ``(height, width)``: object-scale windows).
 
     Resizes with ``cv2.resize(..., INTER_LINEAR)`` on the uint8 pixels, as
     ``cv2.dnn.blobFromImage(img, size=(300, 300))`` does, then maps ``x -> x * 2/255 - 1``
@@ -286,7 +287,8 @@ def preprocess(images: Sequence[np.ndarray], size: int = INPUT_SIZE) -> torch.Te
     cv2 = require("cv2", "resizing images for the SSD-MobileNetV2 teacher")
     if len(images) == 0:
         raise MalformedFieldError("no images to preprocess", field="images")
-    batch = np.empty((len(images), size, size, 3), dtype=np.uint8)
+    sh, sw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    batch = np.empty((len(images), sh, sw, 3), dtype=np.uint8)
     for i, img in enumerate(images):
         img = np.asarray(img)
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3 or min(img.shape[:2]) < 1:
@@ -294,6 +296,6 @@ def preprocess(images: Sequence[np.ndarray], size: int = INPUT_SIZE) -> torch.Te
                 f"expected an HxWx3 uint8 RGB image, got shape {img.shape} dtype {img.dtype}",
                 field=f"images[{i}]",
             )
-        batch[i] = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
+        batch[i] = img if img.shape[:2] == (sh, sw) else cv2.resize(img, (sw, sh), interpolation=cv2.INTER_LINEAR)
     x = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
     return x.mul_(2.0 / 255.0).sub_(1.0)

@@ -1,8 +1,9 @@
-"""``ssb encode IMAGE|DIR|VIDEO -o OUT.ssb [-q Q] [--codec C] [--gop N] [--object-motion] [--frames A:B] [--groups auto|MASKS.png]``."""
+"""``ssb encode IMAGE|DIR|VIDEO -o OUT.ssb [-q Q] [--codec C] [--gop N] [--object-motion] [--frames A:B]
+[--groups auto|MASKS.png] [--object-scale [CLASSES]] [--object-quality Q]``."""
 
 from __future__ import annotations
 
-from ssb.cli._common import check_output, frame_range, progress_enabled
+from ssb.cli._common import check_output, frame_range, name_list, progress_enabled
 from ssb.errors import SSBError
 
 
@@ -27,6 +28,16 @@ def add_arguments(p) -> None:
                         "features) per object. 'auto': detected objects (score >= 0.5) masked by background "
                         "subtraction for a video, their boxes for images; MASKS.png: a one-channel label image "
                         "(0 = background, k = group k) used for every frame")
+    p.add_argument("--object-scale", type=name_list, nargs="?", const=["person"], default=None, metavar="CLASSES",
+                   help="image streams: code each detected object of these classes (default: person; score >= 0.5) "
+                        "again at its own scale, in an OBJECT_SCALE unit of its own, for the pose and mask heads "
+                        "(they then read only those units and the index)")
+    p.add_argument("--object-quality", type=int, default=None, metavar="Q",
+                   help="with --object-scale: quality level of the object units (default: 0 up to -q 3, then "
+                        "-q minus 3)")
+    p.add_argument("--object-size", default=None, metavar="small|medium|large|HxW",
+                   help="with --object-scale: the size every object window is coded at (64x48, 96x72, 128x96 "
+                        "pixels; default large)")
     p.add_argument("--background-quality", type=int, default=None, metavar="Q",
                    help="with --groups: quality level of the background (default: --quality); a lower one "
                         "spends the bits on the objects")
@@ -41,7 +52,8 @@ def validate(args) -> dict:
     info = probe(args.input)
     check_output(args.output, "--output")
     levels = zoo.card(zoo.DEFAULTS["codec"]).levels if args.weights is None else None
-    for name, q in (("--quality", args.quality), ("--background-quality", args.background_quality)):
+    for name, q in (("--quality", args.quality), ("--background-quality", args.background_quality),
+                    ("--object-quality", args.object_quality)):
         if q is not None and (q < 0 or (levels is not None and q >= levels)):
             raise SSBError(f"{name} must be a quality level in 0..{(levels or 256) - 1}, got {q}", field=name)
     codec = args.codec or default_codec(args.input, groups=args.groups)
@@ -67,6 +79,33 @@ def validate(args) -> dict:
         if args.no_index_objects:
             raise SSBError("--object-motion needs the index objects (drop --no-index-objects)", field="--object-motion")
         options["object_motion"] = True
+    if args.object_quality is not None and args.object_scale is None:
+        raise SSBError("--object-quality needs --object-scale", field="--object-quality")
+    if args.object_scale is not None:
+        from ssb.format.labels import COCO_CATEGORIES, class_id
+
+        if codec != "ssb.image":
+            raise SSBError(f"--object-scale writes object units in ssb.image streams, not {codec} (give --codec "
+                           "ssb.image for a video)", field="--object-scale")
+        if args.no_index_objects:
+            raise SSBError("--object-scale needs the index objects (drop --no-index-objects)", field="--object-scale")
+        options["object_scale"] = [class_id(c, COCO_CATEGORIES, field="--object-scale") for c in args.object_scale]
+        if args.object_quality is not None:
+            options["object_quality"] = args.object_quality
+        if args.object_size is not None:
+            from ssb.codec.object_scale import layout_for
+
+            size = args.object_size
+            if "x" in size:
+                try:
+                    size = tuple(int(v) for v in size.split("x"))
+                except ValueError:
+                    raise SSBError(f"--object-size HxW needs two integers, got {args.object_size!r}",
+                                   field="--object-size") from None
+            layout_for(size)  # refuse a bad size now
+            options["object_size"] = size
+    elif args.object_size is not None:
+        raise SSBError("--object-size needs --object-scale", field="--object-size")
     if codec == "ssb.video" and info.kind != "video":
         raise SSBError(f"{args.input} is not a video; ssb.video codes clips", field="--codec")
     if args.groups not in (None, "auto"):

@@ -23,13 +23,26 @@ def add_arguments(p) -> None:
                    help="pixel codecs to compare against ('' for none; default jpeg,webp,avif, with --video "
                         "h264,h265,av1)")
     p.add_argument("--variants", default="input,full", help="pixel-codec variants: input (300x300), full")
-    p.add_argument("--levels", default=None, type=id_list, help="SSB quality levels (default: all)")
+    p.add_argument("--levels", default=None, type=_levels,
+                   help="SSB quality levels (default: all; 'none' scores no plain SSB stream, e.g. with "
+                        "--object-levels)")
     p.add_argument("--frame-step", type=int, default=None, help="use every Nth held-out frame (default 5)")
     p.add_argument("--weights", default=None, help="codec weights (default: the shipped reference weights)")
     p.add_argument("--head-weights", default=None,
                    help="pose/segmentation: a head checkpoint (default: the zoo's); with several tasks, TASK=PATH,...")
+    p.add_argument("--object-levels", default=None, type=id_list,
+                   help="pose/segmentation: also score streams with object-scale units for people at these object "
+                        "levels (e.g. 0,1,2,3), the heads reading only the person units and the index")
+    p.add_argument("--object-base-levels", default=[0], type=id_list,
+                   help="with --object-levels: base-layer levels of those streams (default 0)")
+    p.add_argument("--object-sizes", default=["large"], type=name_list,
+                   help="with --object-levels: object sizes (small, medium, large; default large)")
     p.add_argument("--qualities", default=None, type=id_list,
                    help="one quality sweep for every pixel codec, e.g. 5,10,20 (default: each codec's sweep)")
+
+
+def _levels(text: str) -> list[int]:
+    return [] if text.strip().lower() == "none" else id_list(text)
 
 
 def _head_weights(text: str | None, tasks: list[str]) -> dict:
@@ -95,13 +108,27 @@ def run(args) -> int:
         raise SSBError(f"--variants: input and/or full, got {args.variants!r}", field="--variants")
     if args.frame_step is not None and args.frame_step < 1:
         raise SSBError("--frame-step must be >= 1", field="--frame-step")
+    from ssb.codec.object_scale import OBJECT_SIZES
+
+    if set(args.object_sizes) - set(OBJECT_SIZES):
+        raise SSBError(f"--object-sizes: choose among {', '.join(OBJECT_SIZES)}", field="--object-sizes")
+    if args.object_levels and not set(args.task) & {"pose", "segmentation"}:
+        raise SSBError("--object-levels scores the pose / segmentation heads: give --task pose and/or segmentation",
+                       field="--object-levels")
     heads = _head_weights(args.head_weights, args.task)
     from ssb.recipes.evaluation import run_eval, summarize
 
     pts = run_eval(args.output, tasks=args.task, weights=args.weights, head_weights=heads, levels=args.levels,
                    codecs=codecs, variants=variants, frame_step=args.frame_step, qualities=args.qualities,
-                   progress=not args.quiet)
+                   progress=not args.quiet, object_levels=args.object_levels,
+                   object_base_levels=args.object_base_levels, object_sizes=args.object_sizes)
+    anchors = ["ssb"] + sorted({p.method for p in pts if p.method.startswith("ssb-objects")})
     for task in args.task:
+        for anchor in anchors[1:]:
+            for method, v in summarize(pts, task, anchor=anchor)["bd_rate"].items():
+                if not method.startswith("ssb"):
+                    print(f"{task}: BD-rate of {anchor} vs {method:>12}: AP {v['bd_rate_AP']:+.1f}%  AP50 "
+                          f"{v['bd_rate_AP50']:+.1f}%" + (f"  ({v['why_AP']})" if v["why_AP"] else ""))
         s = summarize(pts, task)
         for method, v in s["bd_rate"].items():
             why = f"  ({v['why_AP']})" if v["why_AP"] else ""

@@ -186,6 +186,18 @@ class StreamDecoder:
         for fi in sel.frames:
             yield self.step(self.bs.frame(fi), by_frame.get(fi, []), fi in targets, need)
 
+    def every_frame(self, units, frames: Iterable[int] | None, need: frozenset = frozenset({FEATURES})
+                    ) -> Iterator[Step]:
+        """One step per frame of ``frames`` (all: ``None``), in stream order, each with its ``units``
+        (a frame none of them belongs to gets a step without units: its result is then empty)."""
+        by_frame: dict[int, list] = {}
+        for u in sorted(units, key=lambda e: e.number):
+            by_frame.setdefault(u.frame, []).append(u)
+        allowed = None if frames is None else set(frames)
+        for fr in self.bs.frames:
+            if allowed is None or fr.frame_index in allowed:
+                yield self.step(fr, by_frame.get(fr.frame_index, []), True, need)
+
     def step(self, fr, units: list, output: bool, need: frozenset = frozenset({FEATURES})) -> Step:
         """The step decoding ``units`` of frame ``fr``; its byte ranges are prefetched (one coalesced
         request per frame on a remote stream, nothing on a local one)."""

@@ -11,10 +11,10 @@ import contextlib
 
 from ssb.codec.feature_codec import CompressedFeatures, latent_sizes
 from ssb.errors import MalformedFieldError, SSBError, TruncatedError
-from ssb.format.payloads import BASE_V1, FEATURES, OBJECT_GROUP, OBJECT_GROUP_V1
+from ssb.format.payloads import BASE_V1, FEATURES, OBJECT_GROUP, OBJECT_GROUP_V1, OBJECT_SCALE
 
 __all__ = ["pack_features", "unpack_features", "pack_window", "unpack_window", "model_context", "parse_features",
-           "parse_window", "located"]
+           "parse_window", "located", "pack_object_scale", "parse_object_scale"]
 
 #: the field an entropy model names in its errors -> the payload field holding its string
 _STRINGS = {"EntropyBottleneck.payload": "z", "GaussianConditional.payload": "y"}
@@ -116,3 +116,27 @@ def parse_window(payload, *, ctx: dict, offset: int = 0, field: str = "unit"
 def unpack_window(payload, *, ctx: dict, offset: int = 0, field: str = "unit") -> tuple[int, int, CompressedFeatures]:
     """``(row0, col0, features)`` of a grouped OBJECT payload (2.x or 1.x); the window must fit ``ctx["grid"]``."""
     return parse_window(payload, ctx=ctx, offset=offset, field=field)[:3]
+
+
+def pack_object_scale(window: tuple[int, int, int, int], item: CompressedFeatures) -> bytes:
+    """An OBJECT_SCALE payload: the object's window ``(x0, y0, width, height)`` in frame pixels and
+    the features of that window resampled to the object scale."""
+    rows, cols = item.out_hw
+    x0, y0, w, h = (int(v) for v in window)
+    return OBJECT_SCALE.pack({"version": 1, "level": item.level, "x0": x0, "y0": y0, "width": w, "height": h,
+                              "rows": rows, "cols": cols, "z": item.z, "y": item.y})
+
+
+def parse_object_scale(payload, *, ctx: dict, offset: int = 0, field: str = "unit"
+                       ) -> tuple[tuple[int, int, int, int], CompressedFeatures, dict]:
+    """``(window (x0, y0, width, height), features, strings)`` of an OBJECT_SCALE payload, checked
+    against the model context (levels, frame size)."""
+    mv = memoryview(payload)
+    path = f"{field}.payload"
+    version = _version(mv, offset, field)
+    if version != 1:
+        raise MalformedFieldError(f"unsupported OBJECT_SCALE payload version {version}", offset=offset,
+                                  field=f"{path}.version")
+    rec, _ = OBJECT_SCALE.unpack(mv, base=offset, path=path, ctx=ctx)
+    window = (rec["x0"], rec["y0"], rec["width"], rec["height"])
+    return window, _item(rec, rec["rows"], rec["cols"]), _strings(rec, path)

@@ -20,7 +20,7 @@ import importlib
 from dataclasses import dataclass
 from importlib import metadata
 
-from ssb.errors import ModelMismatchError
+from ssb.errors import MalformedFieldError, ModelMismatchError
 
 __all__ = ["CodecSpec", "BUILTIN", "ENTRY_POINT_GROUP", "register", "resolve", "list_codecs", "stream_codec",
            "encoder", "decoder"]
@@ -97,8 +97,22 @@ def stream_codec(bs) -> str:
 
 
 def encoder(name: str, models, **options):
-    """A fresh encoder of codec ``name`` (options: ``quality``, ``detector``, codec-specific ones)."""
-    return resolve(name).encoder(models, **options)
+    """A fresh encoder of codec ``name`` (options: ``quality``, ``detector``, codec-specific ones); an
+    option the codec's encoder does not take is refused by name (e.g. ``object_scale`` for ssb.video)."""
+    import inspect
+
+    make = resolve(name).encoder
+    try:
+        params = inspect.signature(make).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: let it check its own options
+        params = {}
+    if params and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(options) - set(params))
+        if unknown:
+            known = ", ".join(k for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
+            raise MalformedFieldError(f"codec {name} takes no option {', '.join(unknown)} (its options: {known})",
+                                      field=unknown[0])
+    return make(models, **options)
 
 
 def decoder(bs, models, **options):

@@ -86,6 +86,10 @@ ZOO: dict[str, ModelCard] = {c.id: c for c in (
               aliases=("pose-roi.s8",)),
     ModelCard("segmentation", "mask-roi.s8", 1, "seg_s8.pt", "ssb.tasks.segmentation:build_net",
               behind=_CODEC_V1, aliases=("mask-roi.s8",)),
+    ModelCard("pose_object", "pose-object.s8", 1, "pose_object_s8.pt", "ssb.tasks.pose:build_net",
+              behind=_CODEC_V1),
+    ModelCard("segmentation_object", "mask-object.s8", 1, "seg_object_s8.pt", "ssb.tasks.segmentation:build_net",
+              behind=_CODEC_V1),
     ModelCard("video", "ssvc-residual.s8", 1, "video_s8.pt", "ssb.codec.video.residual:build", behind=_CODEC_V1),
     ModelCard("action", "action-motion.s8", 1, "action_s8.pt", "ssb.tasks.action:build_net", behind=_CODEC_V1),
 )}

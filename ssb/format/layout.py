@@ -45,7 +45,7 @@ __all__ = [
 #: File signature: a non-ASCII first byte, "SSB", CR LF, Ctrl-Z, LF (catches text-mode mangling).
 MAGIC = b"\x89SSB\r\n\x1a\n"
 #: (major, minor) written by this implementation. Readers refuse a newer major and read any minor.
-VERSION = (2, 0)
+VERSION = (2, 1)
 #: Majors this reader implements (1.x streams are read, never written).
 READ_MAJORS = (1, 2)
 
@@ -65,6 +65,7 @@ class UnitType(enum.IntEnum):
     METADATA = 10  #: a UTF-8 JSON object
     EXTENSION = 11  #: namespaced private data (str16 namespace + opaque bytes)
     END = 12  #: closes a stream that was finished cleanly
+    OBJECT_SCALE = 13  #: 2.1: one object's own window of the frame, coded at the object's own scale
 
 
 #: Types the container itself writes; never allowed as content units inside a fragment.

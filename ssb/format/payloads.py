@@ -17,6 +17,7 @@ from ssb.format.layout import UnitType
 from ssb.format.syntax import Check, Field, Struct
 
 __all__ = ["BASE_V1", "FEATURES", "OBJECT_GROUP_V1", "OBJECT_GROUP", "OBJECT_DESCRIPTOR_V1", "GROUP_MASK",
+           "OBJECT_SCALE", "OBJECT_SCALE_MAX_CELLS",
            "MOTION", "RESIDUAL", "PAYLOAD_STRUCTS", "UNIT_PAYLOADS", "ceil_div", "MASK_MAX_PIXELS",
            "MASK_MIN_BITS_PER_PIXEL", "mask_min_bytes"]
 
@@ -151,6 +152,46 @@ OBJECT_DESCRIPTOR_V1 = Struct(
     doc="An object the encoder-side detector saw (1.x streams; 2.x describes objects in the index).",
 )
 
+# ---------------------------------------------------------------------------------- object scale
+#: Largest split grid (rows x cols) of one OBJECT_SCALE window a decoder accepts (512 x 512 input pixels).
+OBJECT_SCALE_MAX_CELLS = 64 * 64
+
+
+def _window_near_frame(r, c):
+    """The window overlaps the frame and reaches at most one frame size beyond each edge."""
+    if "frame" not in c:
+        return True
+    fh, fw = c["frame"]
+    x0, y0, w, h = r["x0"], r["y0"], r["width"], r["height"]
+    return -fw <= x0 < fw and -fh <= y0 < fh and 0 < x0 + w <= 2 * fw and 0 < y0 + h <= 2 * fh
+
+
+OBJECT_SCALE = Struct(
+    "OBJECT_SCALE payload",
+    [
+        Field("version", "u8", "payload syntax version", const=1),
+        Field("level", "u8", "quality level of the model the window is coded at"),
+        Field("x0", "sv", "left edge of the object's window, original-frame pixels (may lie outside the frame)"),
+        Field("y0", "sv", "top edge of the window"),
+        Field("width", "uv", "window width, original-frame pixels", min=1),
+        Field("height", "uv", "window height", min=1),
+        Field("rows", "uv", "split-grid rows coded: the window was resampled to (8 rows) x (8 cols) pixels", min=1),
+        Field("cols", "uv", "split-grid columns coded", min=1),
+        Field("z_length", "uv", "bytes of the window's hyper-latent string"),
+        Field("z", "bytes", "hyper-latent string of the window", count="z_length"),
+        Field("y", "bytes", "latent string of the window"),
+    ],
+    checks=[
+        _LEVEL,
+        Check("rows", f"rows x cols must be at most {OBJECT_SCALE_MAX_CELLS}",
+              lambda r: r["rows"] * r["cols"] <= OBJECT_SCALE_MAX_CELLS),
+        Check("x0", "the window must overlap the frame and reach at most one frame size beyond each edge",
+              _window_near_frame, context=True),
+    ],
+    doc="One object's enhancement layer: its window of the ORIGINAL frame, resampled to the object scale, "
+        "through the model's front and coded alone (its own hyper-latent).",
+)
+
 # ---------------------------------------------------------------------------------- masks
 GROUP_MASK = Struct(
     "GROUP_MASK payload",
@@ -221,8 +262,9 @@ RESIDUAL = Struct(
 #: ``ssb.grouped``, ``ssb.video``): what a structure-aware tool (e.g. ``scripts/fuzz_payloads.py``)
 #: decodes a unit's payload with.
 UNIT_PAYLOADS = {UnitType.BASE: FEATURES, UnitType.BACKGROUND: FEATURES, UnitType.OBJECT: OBJECT_GROUP,
-                 UnitType.GROUP_MASK: GROUP_MASK, UnitType.MOTION: MOTION, UnitType.RESIDUAL: RESIDUAL}
+                 UnitType.GROUP_MASK: GROUP_MASK, UnitType.MOTION: MOTION, UnitType.RESIDUAL: RESIDUAL,
+                 UnitType.OBJECT_SCALE: OBJECT_SCALE}
 
 #: Every codec payload structure, in specification order.
-PAYLOAD_STRUCTS = (FEATURES, OBJECT_GROUP, GROUP_MASK, MOTION, RESIDUAL, BASE_V1, OBJECT_GROUP_V1,
+PAYLOAD_STRUCTS = (FEATURES, OBJECT_SCALE, OBJECT_GROUP, GROUP_MASK, MOTION, RESIDUAL, BASE_V1, OBJECT_GROUP_V1,
                    OBJECT_DESCRIPTOR_V1)

@@ -1,4 +1,4 @@
-"""The streaming, crash-safe writer (it writes version 2.0; 1.x streams are read, never written).
+"""The streaming, crash-safe writer (it writes version 2.1; 1.x streams are read, never written).
 
 Each ``begin_frame`` ... ``end_frame`` pair becomes one self-contained fragment (one
 FRAME_HEADER unit holding the frame fields and its index, then the content payloads) written and

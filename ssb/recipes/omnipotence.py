@@ -10,7 +10,9 @@ Recipe (each step a command; ``DIR`` any scratch folder)::
     # 3. the comparison
     python -m ssb.recipes.omnipotence --task pose DIR/shared DIR/tuned
 
-The same for ``--task segmentation``.  The table gives, per shared level, the shared head's AP,
+The same for ``--task segmentation``.  With object-scale units (``ssb eval ... --object-levels``
+on both sides; the tuned pair from ``python -m ssb.recipes.train_objects --tune-codec pose``),
+the ``ssb-objects-b*`` curves are compared too.  The table gives, per shared level, the shared head's AP,
 the tuned codec's AP interpolated at the same bpp and their ratio (goal: >= 0.95), with the
 heads on the teacher's person boxes (feature quality alone) and on boxes detected from the
 same features.
@@ -52,7 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     shared, tuned = load_points(args.shared, args.task), load_points(args.tuned, args.task)
     out = {}
-    for method, label in (("ssb-teacher-boxes", "teacher boxes"), ("ssb", "detected boxes")):
+    methods = [("ssb-teacher-boxes", "teacher boxes"), ("ssb", "detected boxes")]
+    scaled = sorted({p.method for p in shared if p.method.startswith("ssb-objects")}
+                    & {p.method for p in tuned if p.method.startswith("ssb-objects")})
+    methods += [(m, f"object-scale units ({m})") for m in scaled]
+    for method, label in methods:
+        if not any(p.method == method for p in shared) or not any(p.method == method for p in tuned):
+            continue
         cmp = compare_features(shared, tuned, method=method)
         out[method] = cmp
         print(f"{args.task}, heads on {label}: tuned codec points "

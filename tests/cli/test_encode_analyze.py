@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from cli_run import ssb_cli as _ssb
 
 import ssb
 
@@ -22,10 +20,6 @@ pytestmark = [pytest.mark.teacher, pytest.mark.media]
 PERSON = 1
 
 
-def _ssb(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "ssb.cli", *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
 
 
 @pytest.fixture(scope="module")

@@ -6,23 +6,17 @@ motion-only task), in subprocesses with the shipped weights, on vtest.avi frames
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from cli_run import ssb_cli as _ssb
+from ssb.adapters.mot import read_mot
 
 import ssb
-from ssb.adapters.mot import read_mot
 from ssb.format import UnitType
 
 pytestmark = [pytest.mark.teacher, pytest.mark.media]
 
 
-def _ssb(*args, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "ssb.cli", *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
 
 
 @pytest.fixture(scope="module")

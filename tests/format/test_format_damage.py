@@ -49,7 +49,7 @@ def test_not_ssb_empty_and_short():
 def test_preamble_checksum_and_versions(ssb_cases, version):
     data = bytearray(_stream(ssb_cases, version)[0])
     bad = bytearray(data)
-    bad[10] = 1  # minor without fixing the CRC
+    bad[10] ^= 0x05  # minor changed without fixing the CRC
     with pytest.raises(ChecksumError) as e:
         ssb_open(bytes(bad))
     assert e.value.field == "preamble.crc" and e.value.offset == 12

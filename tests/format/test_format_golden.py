@@ -1,7 +1,8 @@
 """Golden files: the writer's bytes and the reader's view of them must not drift.
 
 ``golden/*.ssb`` are what today's writer (2.x) produces; ``golden/v1/*.ssb`` were written by the
-0.1 release (format 1.0) and are frozen: the reader must keep reading them exactly so.
+0.1 release (format 1.0) and ``golden/v2_0/*.ssb`` by release 0.2.0 (format 2.0); both are frozen:
+the reader must keep reading them exactly so.
 Regenerate (after a deliberate, versioned format change only) with ``SSB_REGEN_GOLDEN=1``; that
 rewrites the 2.x files and the reader's descriptions, never the frozen 1.0 bytes.
 """
@@ -71,3 +72,13 @@ def test_future_minor_is_read_with_unknown_parts_skipped(ssb_cases):
         assert bs.units[1].type == 0x0100 and bs.units[1].frame is None
         assert bs.header.codec == "future" and bs.header.fps_den == 1001
         assert bs.check() == []
+
+
+@pytest.mark.parametrize("name", ["basic", "empty", "truncated"])
+def test_frozen_v2_0_streams_still_read(name, ssb_cases):
+    """Streams of format 2.0 (release 0.2.0) read as they did when they were written."""
+    path = GOLDEN / "v2_0" / f"{name}.ssb"
+    with ssb_open(path) as bs:
+        assert bs.version == (2, 0)
+        got = json.loads(json.dumps(ssb_cases.describe(bs)))
+    assert got == json.loads((GOLDEN / "v2_0" / f"{name}.json").read_text())

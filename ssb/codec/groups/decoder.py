@@ -63,13 +63,7 @@ class GroupedDecoder(StreamDecoder):
         else:
             units = self.bs.select(frames=frames, types=types + ([UnitType.BACKGROUND] if want_bg else []),
                                    include_shared=False).units
-        by_frame: dict[int, list] = {}
-        for u in sorted(units, key=lambda e: e.number):
-            by_frame.setdefault(u.frame, []).append(u)
-        allowed = None if frames is None else set(frames)
-        for fr in self.bs.frames:
-            if allowed is None or fr.frame_index in allowed:
-                yield self.step(fr, by_frame.get(fr.frame_index, []), True)
+        return self.every_frame(units, frames)
 
     @torch.no_grad()
     def parts(self, step: Step) -> GroupedFrame:

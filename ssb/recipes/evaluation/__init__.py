@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from ssb.recipes.evaluation.candidates import DEFAULT_PIXEL_SWEEPS, Heads, _Teachers, features, original, \
-    pixel_codec, ssb_levels
+from ssb.recipes.evaluation.candidates import DEFAULT_PIXEL_SWEEPS, Heads, _Teachers, features, object_features, \
+    object_heads, original, pixel_codec, ssb_levels, ssb_objects
 from ssb.recipes.evaluation.references import TASKS, build_reference, evaluators
 from ssb.recipes.evaluation.report import Point, bd_rates, compare_features, load_points, summarize, \
     write_outputs
@@ -46,8 +46,12 @@ def pixel_sweeps(codecs, tasks, variants, qualities=None) -> list[tuple[str, str
 @torch.no_grad()
 def run_eval(out_dir, *, tasks=("detection",), weights=None, head_weights: dict | None = None, levels=None,
              codecs=("jpeg", "webp", "avif"), variants=("input", "full"), frame_step: int | None = None,
-             qualities=None, progress: bool = True, name: str = "rate_accuracy") -> list[Point]:
-    """Score SSB (every level) and the pixel codecs on ``tasks``; write the tables to ``out_dir``."""
+             qualities=None, progress: bool = True, name: str = "rate_accuracy", object_levels=None,
+             object_base_levels=(0,), object_sizes=("large",)) -> list[Point]:
+    """Score SSB (every level) and the pixel codecs on ``tasks``; write the tables to ``out_dir``.
+
+    ``object_levels``: also score streams with object-scale units for people (pose / masks), at these
+    object levels over each of ``object_base_levels`` and ``object_sizes``; ``levels=[]`` skips the plain SSB streams."""
     from ssb.adapters import pixel_codecs
     from ssb.pipeline import Models
 
@@ -79,6 +83,14 @@ def run_eval(out_dir, *, tasks=("detection",), weights=None, head_weights: dict 
 
     for cand in [*original(ref), *features(ref, heads), *ssb_levels(ref, models, heads, levels)]:
         score(*cand)
+    if object_levels:
+        oheads = object_heads(ref.tasks, head_weights)
+        for cand in [*object_features(ref, models, oheads),
+                     *ssb_objects(ref, models, oheads, object_base_levels, object_levels, object_sizes)]:
+            score(*cand)
+        if progress:
+            for (method, o), (read, size) in sorted(ssb_objects.read.items()):
+                print(f"  {method} q={o}: a pose query reads {read} of {size} bytes ({100 * read / size:.1f}%)")
     available = set(pixel_codecs.available_codecs())
     sweeps = pixel_sweeps([c for c in codecs if c in available], ref.tasks, variants, qualities)
     if sweeps:

@@ -10,6 +10,10 @@ container included).
   and amortized as for a clip), predictions from the decoded features, no pixels;
   ``ssb-teacher-boxes``: the same features with the teacher's person boxes given to the pose /
   mask heads (their quality apart from detection errors);
+* ``ssb-objects-<size>[-b<B>]`` at every object level: streams with object-scale units for people
+  (object size ``small|medium|large``, base level ``B``, 0 unless named), the pose / mask heads on
+  the person units and the index only, the rate of the
+  whole stream; ``object-features``: those heads on uncoded object-scale features (their ceiling);
 * pixel codecs (JPEG / WebP / AVIF through Pillow), the teachers run on the decoded pixels
   ("remote inference"); variant ``input`` codes the 300x300 picture the detector sees (the
   strongest pixel baseline for detection), ``full`` the original image.
@@ -23,9 +27,11 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from ssb.errors import MalformedFieldError
 from ssb.recipes.evaluation.references import DET_SCORE, MAX_OBJECTS, Reference
 
-__all__ = ["Heads", "original", "features", "ssb_levels", "pixel_codec", "DEFAULT_PIXEL_SWEEPS"]
+__all__ = ["Heads", "original", "features", "ssb_levels", "pixel_codec", "DEFAULT_PIXEL_SWEEPS", "object_heads",
+           "ssb_objects", "object_features"]
 
 #: pose / mask remote-inference sweeps (the low end matters: SSB sits near 0.06-0.25 bpp)
 DEFAULT_PIXEL_SWEEPS = {"jpeg": (5, 10, 20, 30, 50, 70, 90), "webp": (1, 5, 15, 30, 50, 70, 90),
@@ -127,6 +133,88 @@ def ssb_levels(ref: Reference, models, heads: Heads, levels) -> Iterator[tuple]:
         roi = tuple(t for t in ref.tasks if t != "detection")
         if roi:
             yield "ssb-teacher-boxes", level, roi, _bytes(ref, sizes, overhead), given
+
+
+def object_heads(tasks, head_weights: dict | None = None) -> dict:
+    """The pose / mask heads on object-scale units (``object_weights`` from ``head_weights["<task>_object"]``)."""
+    from ssb.tasks import create
+
+    out = {}
+    for t in tasks:
+        if t == "detection":
+            continue
+        head = create(t, score_thresh=DET_SCORE, max_objects=MAX_OBJECTS,
+                      object_weights=(head_weights or {}).get(f"{t}_object"))
+        head.adapt({"objects"})
+        if not head.on_objects:
+            raise MalformedFieldError(f"no {t} weights for object-scale units (train them: python -m "
+                                      "ssb.recipes.train_objects)", field="head_weights")
+        out[t] = head
+    return out
+
+
+@torch.no_grad()
+def ssb_objects(ref: Reference, models, heads: dict, base_levels, object_levels, sizes=("large",)
+                ) -> Iterator[tuple]:
+    """Streams with object-scale units (people), one per (object size, base level, object level),
+    method ``ssb-objects-<size>[-b<base>]``: the pose / mask heads on the person units and the
+    index only.  ``bytes`` is the WHOLE stream (base + object units + container), so the rate is
+    comparable with coding the frames; the bytes a pose query reads are kept in
+    ``ssb_objects.read`` ({method, object level: (read, stream bytes)})."""
+    import ssb
+    from ssb.codec import registry
+    from ssb.media import Frame
+    from ssb.pipeline import encode
+
+    tasks = tuple(heads)
+    if not tasks:
+        return
+    for size, base, level in ((z, b, q) for z in sizes for b in base_levels for q in object_levels):
+            method = f"ssb-objects-{size}" + (f"-b{base}" if base else "")
+            buf = io.BytesIO()
+            encode((Frame(i, s.image) for i, s in enumerate(ref.samples)), buf, codec="ssb.image", quality=base,
+                   models=models, object_scale=[1], object_quality=level, object_size=size)
+            data = buf.getvalue()
+            outs = [{} for _ in ref.samples]
+            with ssb.open(data) as bs:
+                frame_bytes = [f.length for f in bs.frames]
+                overhead = bs.size - sum(frame_bytes)
+                dec = registry.decoder(bs, models.zoo)
+                for step in dec.plan(classes={1}, need={"objects"}):
+                    df = dec.decode(step)
+                    outs[df.frame_index] = {t: h(df.features, image_sizes=[df.image_size])[0]
+                                            for t, h in heads.items()}
+                ssb_objects.read[(method, level)] = (bs.bytes_read, bs.size)
+            yield method, level, tasks, _bytes(ref, frame_bytes, overhead), outs
+
+
+ssb_objects.read = {}
+
+
+@torch.no_grad()
+def object_features(ref: Reference, models, heads: dict) -> Iterator[tuple]:
+    """The object-scale heads on UNCODED object-scale features of the teacher's people (their ceiling)."""
+    from ssb.backbones.ssd_mobilenet_v2 import preprocess
+    from ssb.codec.object_scale import DEFAULT_LAYOUT, ObjectView, crop_window, object_window
+
+    tasks = tuple(heads)
+    if not tasks:
+        return
+    front = models.zoo.front()
+    outs = []
+    for i, s in enumerate(ref.samples):
+        people = _people(ref, i)
+        if people is None:
+            outs.append({})
+            continue
+        views = []
+        for box in people["boxes"].tolist():
+            win = object_window(box, DEFAULT_LAYOUT)
+            crop = crop_window(s.image, win, DEFAULT_LAYOUT.input_size, DEFAULT_LAYOUT.fill)
+            views.append(ObjectView(None, 1, 1.0, tuple(box), win,
+                                    front(preprocess([crop], size=DEFAULT_LAYOUT.input_size))))
+        outs.append({t: h({"objects": views}, image_sizes=[s.image.shape[:2]])[0] for t, h in heads.items()})
+    yield "object-features", 0, tasks, {t: 3 * ref.pixels(t) for t in tasks}, outs
 
 
 class _Teachers:

@@ -11,10 +11,15 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["Point", "write_outputs", "load_points", "bd_rates", "summarize", "compare_features", "interp_log",
-           "SSB_METHODS"]
+           "SSB_METHODS", "codes_features"]
 
 #: methods that code features (the rest decode pixels and run the teachers on them)
-SSB_METHODS = ("ssb", "ssb-teacher-boxes", "features", "original")
+SSB_METHODS = ("ssb", "ssb-teacher-boxes", "features", "original", "object-features")
+
+
+def codes_features(method: str) -> bool:
+    """Whether a method is SSB's (features coded or uncoded) rather than a pixel codec's."""
+    return method in SSB_METHODS or method.startswith("ssb-")
 
 
 @dataclass
@@ -68,7 +73,7 @@ def summarize(points: list[Point], task: str, anchor: str = "ssb") -> dict:
     ssb = sorted((p for p in points if p.task == task and p.method == anchor), key=lambda p: p.bpp)
     pixel: dict[str, list[Point]] = {}
     for p in sorted(points, key=lambda p: p.bpp):
-        if p.task == task and p.method not in SSB_METHODS and p.method != anchor:
+        if p.task == task and not codes_features(p.method) and p.method != anchor:
             pixel.setdefault(p.method, []).append(p)
     rows = []
     for p in ssb:
