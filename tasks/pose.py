@@ -25,10 +25,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ssb.tasks.roi import RoIHead, conv_block, expand_boxes, pool, rois_in_input
+from ssb.tasks.roi import RoIHead, conv_block, expand_boxes, pool, rois_in_input, view_groups
 
 __all__ = ["FLIP_INDEX", "KEYPOINT_NAMES", "OKS_SIGMAS", "SKELETON", "KeypointNet", "PoseHead",
-           "decode_heatmaps", "heatmap_coords", "run_on_views"]
+           "decode_heatmaps", "heatmap_coords"]
 
 #: COCO keypoint order (also MoveNet's).
 KEYPOINT_NAMES = (
@@ -161,25 +161,16 @@ class PoseHead(RoIHead):
         if not views:
             z = torch.zeros(0, self.object_config.get("num_keypoints", 17))
             return {"keypoints": torch.zeros(0, z.shape[1], 3), "keypoints_scores": z}
-        heat, vis = run_on_views(net, views)
-        xy = decode_heatmaps(heat, torch.tensor([v.window_box for v in views], dtype=torch.float32))
-        conf = torch.sigmoid(vis.float())
-        return {"keypoints": torch.cat([xy, conf[..., None]], dim=-1), "keypoints_scores": conf}
-
-
-def run_on_views(net: nn.Module, views):
-    """``net`` on the features of object-scale units, batched by feature size, outputs in view order."""
-    groups: dict[tuple, list[int]] = {}
-    for i, v in enumerate(views):
-        groups.setdefault(tuple(v.features.shape[-2:]), []).append(i)
-    outs: list = [None] * len(views)
-    for idx in groups.values():
-        res = net(torch.cat([views[i].features for i in idx]))
-        res = res if isinstance(res, tuple) else (res,)
-        for k, i in enumerate(idx):
-            outs[i] = tuple(r[k: k + 1] for r in res)
-    merged = tuple(torch.cat([o[j] for o in outs]) for j in range(len(outs[0])))
-    return merged if len(merged) > 1 else merged[0]
+        kps, conf = None, None
+        for idx, feats in view_groups(views):  # one batch per coded grid size
+            heat, vis = net(feats)
+            xy = decode_heatmaps(heat, torch.tensor([views[i].window_box for i in idx], dtype=torch.float32))
+            c = torch.sigmoid(vis.float())
+            if kps is None:
+                kps, conf = xy.new_zeros(len(views), xy.shape[1], 3), c.new_zeros(len(views), c.shape[1])
+            kps[idx] = torch.cat([xy, c[..., None]], dim=-1)
+            conf[idx] = c
+        return {"keypoints": kps, "keypoints_scores": conf}
 
 
 def build_net(config: dict) -> nn.Module:

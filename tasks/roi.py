@@ -28,6 +28,7 @@ __all__ = [
     "expand_boxes",
     "rois_in_input",
     "split_tensor",
+    "view_groups",
 ]
 
 #: What every RoI head reads from a bitstream: the stride-8 split features, no group masks.
@@ -76,6 +77,15 @@ def pool(split: torch.Tensor, rois: torch.Tensor, size: tuple[int, int]) -> torc
 
     return roi_align(split, rois.to(split.dtype), output_size=size, spatial_scale=1.0 / SPLIT_STRIDE,
                      sampling_ratio=2, aligned=True)
+
+
+def view_groups(views) -> list[tuple[list[int], torch.Tensor]]:
+    """The object-scale units' features batched by coded grid size: ``[(indices, [k, C, rows, cols])]``
+    (units of one stream may be coded at different sizes)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, v in enumerate(views):
+        groups.setdefault(tuple(v.features.shape[-2:]), []).append(i)
+    return [(idx, torch.cat([views[i].features for i in idx])) for idx in groups.values()]
 
 
 def conv_block(in_ch: int, out_ch: int, groups: int = 8) -> nn.Sequential:
@@ -165,14 +175,22 @@ class RoIHead(nn.Module):
     @property
     def on_objects(self) -> bool:
         """Whether the head reads object-scale units (see :meth:`adapt`)."""
-        return "objects" in self.needs
+        return any(n == "objects" or n.startswith("objects:") for n in self.needs)
 
     def adapt(self, provides) -> None:
-        """Choose the input for a stream before anything is decoded: its object-scale units and the
-        index (no BASE, no detector) when the stream ``provides`` ``"objects"`` and the head has
-        weights for them; the split features and the detection head's boxes otherwise."""
-        if "objects" in provides and self.load_object_net() is not None:
-            self.needs, self.consumes = ("objects",), {}
+        """Choose the input for a stream before anything is decoded: the object-scale units of the
+        head's classes and the index (no BASE, no detector) when the stream ``provides`` them
+        (``"objects:<class id>"``; a bare ``"objects"``: every class) and the head has weights for
+        them; the split features and the detection head's boxes otherwise."""
+        provides = frozenset(provides)
+        have = {int(n.split(":", 1)[1]) for n in provides if n.startswith("objects:")}
+        if have:
+            wanted = sorted(have if self.classes is None else have & set(self.classes))
+            needs = tuple(f"objects:{c}" for c in wanted)
+        else:
+            needs = ("objects",) if "objects" in provides else ()
+        if needs and self.load_object_net() is not None:
+            self.needs, self.consumes = needs, {}
         else:
             self.needs, self.consumes = ("features",), {"detection": "detections"}
 

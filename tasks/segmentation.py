@@ -14,7 +14,8 @@ object, but its teacher only ever showed it people.
 On a stream with object-scale units the head reads each object's OBJECT_SCALE unit and the index
 instead (:meth:`~ssb.tasks.roi.RoIHead.adapt`; weights ``segmentation_object``, ``python -m
 ssb.recipes.train_objects``): the mask logits cover the object's window, at the window's
-feature resolution times four.
+feature resolution times four.  It then returns masks of the objects that carry units (the classes
+asked for that the stream codes at object scale); ``--runtime onnxruntime`` keeps this net in torch.
 
 Output per image, torchvision's Mask R-CNN convention: ``boxes``, ``labels``, ``scores`` and
 ``masks`` ``[N, 1, H, W]`` float probabilities at the original size.
@@ -25,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ssb.tasks.roi import RoIHead, conv_block, pool, rois_in_input
+from ssb.tasks.roi import RoIHead, conv_block, pool, rois_in_input, view_groups
 
 __all__ = ["MaskNet", "SegmentationHead", "paste_masks", "paste_windows"]
 
@@ -99,13 +100,12 @@ class SegmentationHead(RoIHead):
 
     def predict_views(self, views, image_size):
         """Masks of object-scale units: mask logits over each unit's window, pasted at the image size."""
-        from ssb.tasks.pose import run_on_views
-
         h, w = image_size
-        if not views:
-            return {"masks": torch.zeros(0, 1, h, w)}
-        probs = torch.sigmoid(run_on_views(self.object_net, views).float())
-        return {"masks": paste_windows(probs, [v.window for v in views], image_size)}
+        out = torch.zeros(len(views), 1, h, w)
+        for idx, feats in view_groups(views):  # one batch per coded grid size
+            probs = torch.sigmoid(self.object_net(feats).float())
+            out[idx] = paste_windows(probs, [views[i].window for i in idx], image_size)
+        return {"masks": out}
 
 
 def paste_windows(probs: torch.Tensor, windows, image_size: tuple[int, int]) -> torch.Tensor:

@@ -85,11 +85,14 @@ def validate(args) -> dict:
         from ssb.format.labels import COCO_CATEGORIES, class_id
 
         if codec != "ssb.image":
-            raise SSBError(f"--object-scale writes object units in ssb.image streams, not {codec} (give --codec "
-                           "ssb.image for a video)", field="--object-scale")
+            raise SSBError(f"--object-scale writes object units in ssb.image streams, not {codec} (a video is "
+                           "coded as ssb.image with --codec ssb.image)", field="--object-scale")
         if args.no_index_objects:
             raise SSBError("--object-scale needs the index objects (drop --no-index-objects)", field="--object-scale")
         options["object_scale"] = [class_id(c, COCO_CATEGORIES, field="--object-scale") for c in args.object_scale]
+        unknown = [c for c in options["object_scale"] if c not in COCO_CATEGORIES]
+        if unknown:
+            raise SSBError(f"--object-scale: no COCO class {unknown[0]}", field="--object-scale")
         if args.object_quality is not None:
             options["object_quality"] = args.object_quality
         if args.object_size is not None:
@@ -102,7 +105,10 @@ def validate(args) -> dict:
                 except ValueError:
                     raise SSBError(f"--object-size HxW needs two integers, got {args.object_size!r}",
                                    field="--object-size") from None
-            layout_for(size)  # refuse a bad size now
+            try:
+                layout_for(size)  # refuse a bad size now
+            except SSBError as exc:
+                raise SSBError(exc.message, field="--object-size") from None
             options["object_size"] = size
     elif args.object_size is not None:
         raise SSBError("--object-size needs --object-scale", field="--object-size")

@@ -86,11 +86,27 @@ def _run_video(args) -> int:
     return 0
 
 
+def _check_object_options(args) -> None:
+    if args.object_levels:
+        from ssb.codec import zoo
+
+        n = zoo.card(zoo.DEFAULTS["codec"]).levels if args.weights is None else None
+        bad = [q for q in args.object_levels if q < 0 or (n is not None and q >= n)]
+        if bad:
+            raise SSBError(f"--object-levels must be quality levels in 0..{(n or 256) - 1}, got {bad[0]}",
+                           field="--object-levels")
+    elif args.object_sizes != ["large"] or args.object_base_levels != [0]:
+        raise SSBError("--object-sizes / --object-base-levels need --object-levels", field="--object-levels")
+    if args.object_levels and args.video:
+        raise SSBError("--object-levels scores image streams, not --video", field="--object-levels")
+
+
 def run(args) -> int:
     import math
 
     from ssb.recipes.evaluation import TASKS
 
+    _check_object_options(args)
     if args.video:
         return _run_video(args)
     bad = [t for t in args.task if t not in TASKS]

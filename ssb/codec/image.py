@@ -116,7 +116,7 @@ class ImageEncoder(StreamEncoder):
 
     def __init__(self, models, *, quality: int = 3, detector: ObjectFn | None = None, min_score: float = 0.0,
                  object_scale=None, object_quality: int | None = None, object_min_score: float = 0.5,
-                 object_size="large"):
+                 object_size=None):
         super().__init__(models)
         self.codec = models.codec()
         self.codec._check_level(quality)
@@ -124,9 +124,15 @@ class ImageEncoder(StreamEncoder):
         self.detector = detector
         self.min_score = float(min_score)
         #: classes (COCO ids) whose objects get an OBJECT_SCALE unit (None: none), at ``object_level``
-        self.object_classes = None if object_scale is None else tuple(sorted({int(c) for c in object_scale}))
-        self.object_level = default_object_quality(self.level) if object_quality is None else int(object_quality)
-        self.codec._check_level(self.object_level)
+        self.object_classes = None if object_scale is None else object_class_ids(object_scale)
+        if self.object_classes is None and (object_quality is not None or object_size is not None):
+            raise MalformedFieldError("object_quality / object_size need object_scale (the classes to code)",
+                                      field="object_quality" if object_quality is not None else "object_size")
+        self.object_level = default_object_quality(self.level) if object_quality is None else object_quality
+        try:
+            self.codec._check_level(self.object_level)
+        except MalformedFieldError as exc:
+            raise MalformedFieldError(exc.message, field="object_quality") from None
         self.object_min_score = float(object_min_score)
         if self.object_classes is not None and detector is None:
             raise MalformedFieldError("object-scale units need the encoder-side detector (index objects)",
@@ -134,7 +140,7 @@ class ImageEncoder(StreamEncoder):
         from ssb.codec.object_scale import layout_for
 
         #: where each object's window is and the size it is coded at (``object_size``: a name or (h, w))
-        self.object_layout = layout_for(object_size)
+        self.object_layout = layout_for("large" if object_size is None else object_size)
 
     def header(self, first) -> SequenceHeader:
         h, w = first.image.shape[:2]
@@ -207,6 +213,34 @@ class ImageEncoder(StreamEncoder):
         return self.object_classes is not None and class_id in self.object_classes and score >= self.object_min_score
 
 
+def object_class_ids(classes) -> tuple[int, ...]:
+    """Sorted COCO ids from ids or names (one name, or a list), each checked against the label set."""
+    from ssb.format.labels import COCO_CATEGORIES, class_id
+
+    items = [classes] if isinstance(classes, (str, int)) else classes
+    try:
+        items = list(items)
+    except TypeError:
+        raise MalformedFieldError(f"object_scale must be class ids or names, got {classes!r}",
+                                  field="object_scale") from None
+    out = set()
+    for c in items:
+        if isinstance(c, bool) or isinstance(c, float):
+            raise MalformedFieldError(f"object_scale: {c!r} is not a class id or name", field="object_scale")
+        cid = class_id(c, COCO_CATEGORIES, field="object_scale")
+        if cid not in COCO_CATEGORIES:
+            raise MalformedFieldError(f"object_scale: no COCO class {cid}", field="object_scale")
+        out.add(cid)
+    if not out:
+        raise MalformedFieldError("object_scale names no class", field="object_scale")
+    return tuple(sorted(out))
+
+
+def wants_objects(need) -> bool:
+    """Whether a decode need asks for object-scale units (``"objects"`` or ``"objects:<class id>"``)."""
+    return any(n == "objects" or n.startswith("objects:") for n in need)
+
+
 def default_object_quality(quality: int) -> int:
     """The object layer's level when none is given: level 0 up to base level 3, then one per base level
     above it.  Measured (``ssb eval --task pose,segmentation --object-levels 0,1,2,3``, 38 held-out
@@ -238,21 +272,26 @@ class ImageDecoder(StreamDecoder):
         scaled = (bs.header.metadata or {}).get("object_scale")
         #: classes whose objects carry OBJECT_SCALE units (empty: none)
         self.object_classes = tuple(int(c) for c in scaled) if isinstance(scaled, list) else ()
-        self.provides = frozenset({"features", "objects"} if self.object_classes else {"features"})
+        #: "objects" (any object-scale unit) and "objects:<class id>" for each class that has them
+        self.provides = frozenset({"features"} | ({"objects", *(f"objects:{c}" for c in self.object_classes)}
+                                                  if self.object_classes else set()))
 
     def unit_types(self, need: frozenset[str]) -> tuple[int, ...]:
         return (((int(UnitType.BASE),) if "features" in need else ())
-                + ((int(UnitType.OBJECT_SCALE),) if "objects" in need else ()))
+                + ((int(UnitType.OBJECT_SCALE),) if wants_objects(need) else ()))
 
     def plan(self, *, frames=None, classes=None, objects=None, need=("features",)):
         need = self.check_need(need)
-        if "objects" not in need:
+        if not wants_objects(need):
             return super().plan(frames=frames, need=need)
         return self._object_plan(frames, classes, objects, need)
 
     def _object_plan(self, frames, classes, objects, need):
-        units = list(self.bs.select(frames=frames, classes=classes, objects=objects,
-                                    types=[UnitType.OBJECT_SCALE], include_shared=False).units)
+        wanted = None if "objects" in need else {int(n.split(":", 1)[1]) for n in need if n.startswith("objects:")}
+        if classes is not None:
+            wanted = set(classes) if wanted is None else wanted & set(classes)
+        units = [] if wanted is not None and not wanted else list(self.bs.select(
+            frames=frames, classes=wanted, objects=objects, types=[UnitType.OBJECT_SCALE], include_shared=False).units)
         if "features" in need:
             units += self.bs.select(frames=frames, types=[UnitType.BASE], include_shared=False).units
         return self.every_frame(units, frames, need)
@@ -268,7 +307,7 @@ class ImageDecoder(StreamDecoder):
         ctx = model_context(self.codec, self.grid, size)
         features = {}
         nbytes, level = 0, None
-        if "objects" in step.need:
+        if wants_objects(step.need):
             features["objects"] = views = self.views(step, size)
             nbytes += sum(v.nbytes for v in views)
             level = views[0].level if views else None

@@ -157,13 +157,14 @@ OBJECT_DESCRIPTOR_V1 = Struct(
 OBJECT_SCALE_MAX_CELLS = 64 * 64
 
 
-def _window_near_frame(r, c):
-    """The window overlaps the frame and reaches at most one frame size beyond each edge."""
-    if "frame" not in c:
-        return True
-    fh, fw = c["frame"]
-    x0, y0, w, h = r["x0"], r["y0"], r["width"], r["height"]
-    return -fw <= x0 < fw and -fh <= y0 < fh and 0 < x0 + w <= 2 * fw and 0 < y0 + h <= 2 * fh
+def _window_near_frame(start: str, size: str, axis: int):
+    """The window overlaps the frame along one axis and reaches at most one frame size beyond its edges."""
+    def test(r, c):
+        if "frame" not in c:
+            return True
+        n = c["frame"][axis]
+        return -n <= r[start] < n and 0 < r[start] + r[size] <= 2 * n
+    return test
 
 
 OBJECT_SCALE = Struct(
@@ -185,8 +186,10 @@ OBJECT_SCALE = Struct(
         _LEVEL,
         Check("rows", f"rows x cols must be at most {OBJECT_SCALE_MAX_CELLS}",
               lambda r: r["rows"] * r["cols"] <= OBJECT_SCALE_MAX_CELLS),
-        Check("x0", "the window must overlap the frame and reach at most one frame size beyond each edge",
-              _window_near_frame, context=True),
+        Check("x0", "the window must overlap the frame's columns and reach at most one frame width beyond each edge",
+              _window_near_frame("x0", "width", 1), context=True),
+        Check("y0", "the window must overlap the frame's rows and reach at most one frame height beyond each edge",
+              _window_near_frame("y0", "height", 0), context=True),
     ],
     doc="One object's enhancement layer: its window of the ORIGINAL frame, resampled to the object scale, "
         "through the model's front and coded alone (its own hyper-latent).",

@@ -72,8 +72,19 @@ def test_pose_and_masks_read_the_person_units_only(stream, tmp_path):
     (["--codec", "ssb.image", "--object-scale", "--object-quality", "9"], "quality level"),
     (["--codec", "ssb.image", "--object-scale", "--object-size", "100x96"], "multiples of 8"),
     (["--codec", "ssb.image", "--object-size", "small"], "needs --object-scale"),
+    (["--codec", "ssb.image", "--object-scale", "999"], "no COCO class"),
 ])
 def test_bad_object_options_are_refused_before_models_load(vtest, tmp_path, args, message):
     run = _ssb("encode", vtest, "--frames", "0:1", "-o", tmp_path / "x.ssb", *args)
     assert run.returncode != 0 and message in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "x.ssb").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "pose", "--object-levels", "9"], "--object-levels"),
+    (["--task", "pose", "--object-sizes", "small"], "need --object-levels"),
+    (["--video", "--object-levels", "0"], "not --video"),
+])
+def test_bad_eval_object_options_are_refused_before_models_load(tmp_path, args, message):
+    run = _ssb("eval", "-o", tmp_path / "ev", *args)
+    assert run.returncode != 0 and message in run.stderr and "Traceback" not in run.stderr

@@ -100,7 +100,7 @@ def test_an_object_query_reads_its_units_and_the_index_only(models, streams):
         opened = bs.bytes_read
         units = [u for u in bs.units if u.type == UnitType.OBJECT_SCALE]
         dec = registry.decoder(bs, models)
-        assert dec.provides == {"features", "objects"}
+        assert dec.provides == {"features", "objects", "objects:1"}
         frames = [dec.decode(s) for s in dec.plan(need={"objects"})]
         assert bs.bytes_read == opened + sum(u.length for u in units)  # no BASE byte
         assert all("split" not in f.features for f in frames)
@@ -147,7 +147,7 @@ def test_plain_streams_provide_no_objects(models, streams):
 @pytest.mark.parametrize("change, field", [
     ({"rows": 65, "cols": 64}, "rows"),  # more cells than the limit: refused before any allocation
     ({"x0": 5000}, "x0"),  # a window far outside the frame
-    ({"y0": -400, "height": 10}, "x0"),
+    ({"y0": -400, "height": 10}, "y0"),
     ({"level": 9}, "level"),
     ({"width": 0}, "width"),
 ])
@@ -187,3 +187,35 @@ def test_a_codec_refuses_options_it_does_not_take_by_name(models):
     with pytest.raises(MalformedFieldError, match="ssb.video takes no option object_scale") as err:
         registry.encoder("ssb.video", models, quality=1, object_scale=[1])
     assert err.value.field == "object_scale"
+
+
+@pytest.mark.parametrize("bad, field", [("unicorn", "object_scale"), ([1.5], "object_scale"), (True, "object_scale"),
+                                        ([999], "object_scale"), ([], "object_scale")])
+def test_object_classes_are_checked(models, bad, field):
+    with pytest.raises(MalformedFieldError) as err:
+        registry.encoder("ssb.image", models, quality=1, detector=detector, object_scale=bad)
+    assert err.value.field == field
+
+
+def test_object_options_without_object_scale_are_refused(models):
+    for kw, field in (({"object_quality": 1}, "object_quality"), ({"object_size": "small"}, "object_size")):
+        with pytest.raises(MalformedFieldError) as err:
+            registry.encoder("ssb.image", models, quality=1, detector=detector, **kw)
+        assert err.value.field == field
+    with pytest.raises(MalformedFieldError) as err:
+        registry.encoder("ssb.image", models, quality=1, detector=detector, object_scale="person", object_quality=7)
+    assert err.value.field == "object_quality"
+    enc = registry.encoder("ssb.image", models, quality=1, detector=detector, object_scale=["person", 3])
+    assert enc.object_classes == (1, 3)
+
+
+def test_a_query_reads_only_the_units_of_the_classes_it_needs(models, images):
+    data = _encode(models, images[:1], object_scale=[1, 3])
+    with ssb.open(data) as bs:
+        opened = bs.bytes_read
+        people = sum(u.length for u in bs.units if u.type == UnitType.OBJECT_SCALE and u.class_id == 1)
+        dec = registry.decoder(bs, models)
+        assert dec.provides == {"features", "objects", "objects:1", "objects:3"}
+        [f] = [dec.decode(s) for s in dec.plan(need={"objects:1"})]
+        assert [v.class_id for v in f.features["objects"]] == [1, 1]
+        assert bs.bytes_read == opened + people

@@ -62,6 +62,30 @@ def test_without_object_weights_the_head_stays_on_split_features(monkeypatch, tm
     assert pose.needs == ("features",)
 
 
+def test_the_head_reads_the_units_of_its_classes_only(weights):
+    pose = create("pose", object_weights=weights[0])
+    pose.adapt({"features", "objects", "objects:1", "objects:3"})
+    assert pose.needs == ("objects:1",)
+    pose.adapt({"features", "objects", "objects:3"})  # only cars carry units: people come from the base
+    assert pose.needs == ("features",) and "detection" in pose.consumes
+    seg = create("segmentation", object_weights=weights[1])  # every class
+    seg.adapt({"features", "objects", "objects:1", "objects:3"})
+    assert seg.needs == ("objects:1", "objects:3")
+
+
+def test_units_of_several_sizes_in_one_frame(weights):
+    views = _views()
+    views[1] = ObjectView(4, 1, 0.9, (200.0, 30.0, 240.0, 130.0), (190, 20, 60, 120), torch.randn(1, 32, 8, 6))
+    pose = create("pose", object_weights=weights[0], score_thresh=0.5)
+    pose.adapt({"objects"})
+    [out] = pose({"objects": views}, image_sizes=[(240, 320)])
+    assert out["keypoints"].shape == (2, 17, 3) and (out["keypoints"][1, :, 0] >= 190).all()
+    seg = create("segmentation", object_weights=weights[1], score_thresh=0.5)
+    seg.adapt({"objects"})
+    [out] = seg({"objects": views}, image_sizes=[(240, 320)])
+    assert out["masks"].shape == (3, 1, 240, 320) and out["masks"][1, 0, :, :190].max() == 0
+
+
 def test_pose_on_views_is_in_each_window(weights):
     pose = create("pose", object_weights=weights[0], score_thresh=0.5)
     pose.adapt({"objects"})
