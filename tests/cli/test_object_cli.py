@@ -18,17 +18,6 @@ pytestmark = [pytest.mark.teacher, pytest.mark.media]
 
 
 @pytest.fixture(scope="module")
-def vtest():
-    from ssb.errors import MissingDependencyError
-    from ssb.resources import vtest_path
-
-    try:
-        return vtest_path()
-    except MissingDependencyError as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="module")
 def stream(vtest, tmp_path_factory):
     out = tmp_path_factory.mktemp("objects") / "people.ssb"
     run = _ssb("encode", vtest, "--codec", "ssb.image", "--frames", "640:642", "-q", "0", "--object-scale",
