@@ -35,7 +35,6 @@ def main(argv=None) -> dict:
         ap.error("--frames and --passes must be >= 1")
 
     import cv2
-    import numpy as np
     import torch
 
     from ssb.adapters import pixel_codecs
@@ -97,7 +96,7 @@ def main(argv=None) -> dict:
     print(f"SSB / AVIF: bytes touched {ratios['bytes']:.2f}x, time {ratios['time']:.2f}x "
           f"(AVIF / SSB time: {1 / ratios['time']:.1f}x)")
     return {"ms": ms, "bytes": {k: v[0] for k, v in out.items()}, "bpp": bpp, "ratios": ratios,
-            "avif_quality": avif_q, "np": np.__version__}
+            "avif_quality": avif_q}
 
 
 if __name__ == "__main__":

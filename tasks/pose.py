@@ -116,10 +116,10 @@ class PoseHead(RoIHead):
     keypoint_names = KEYPOINT_NAMES
     skeleton = SKELETON
 
+    default_config = DEFAULT_CONFIG
+
     def build(self, config: dict) -> nn.Module:
-        cfg = {**DEFAULT_CONFIG, **config}
-        self.config = cfg
-        return KeypointNet(**cfg)
+        return build_net(config)
 
     @property
     def roi_size(self) -> tuple[int, int]:

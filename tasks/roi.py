@@ -100,8 +100,8 @@ def conv_block(in_ch: int, out_ch: int, groups: int = 8) -> nn.Sequential:
 class RoIHead(nn.Module):
     """Base of the top-down heads: boxes in, one prediction per box out (torchvision-style dicts).
 
-    Subclasses set :attr:`kind` (their zoo kind), build ``self.net`` from a config dict in
-    :meth:`build` and implement :meth:`predict`.
+    Subclasses set :attr:`kind` (their zoo kind) and :attr:`default_config`, build a net from a
+    (complete) config dict in :meth:`build` and implement :meth:`predict`.
 
     Parameters
     ----------
@@ -130,6 +130,8 @@ class RoIHead(nn.Module):
     kind = ""
     #: the zoo kind of the head's net on object-scale units (OBJECT_SCALE), "" for none
     object_kind = ""
+    #: set by subclasses: the net configuration a checkpoint's config completes
+    default_config: dict = {}
     default_classes: tuple[int, ...] | None = None
     needs = ("features",)
 
@@ -152,17 +154,12 @@ class RoIHead(nn.Module):
         self.meta: dict = {}
         self.identity = None
         if pretrained:
-            from ssb.codec import zoo
-
-            ckpt = zoo.read(self.kind, weights, behind=behind)
-            self.config = dict(ckpt["config"])
-            self.net = self.build(self.config)
-            self.net.load_state_dict(ckpt["state_dict"])
+            self.net, self.config, ckpt = self._from_checkpoint(self.kind, weights, behind)
             self.meta = dict(ckpt.get("meta", {}))
             self.identity = ckpt["identity"]
             self.checkpoint_path = ckpt["path"]
         else:
-            self.config = dict(config or {})
+            self.config = {**self.default_config, **(config or {})}
             self.net = self.build(self.config)
         self.eval()
 
@@ -197,21 +194,27 @@ class RoIHead(nn.Module):
     def load_object_net(self, *, missing_ok: bool = True) -> nn.Module | None:
         """The net on object-scale features (loaded once from ``object_weights`` or the zoo's default)."""
         if self.object_net is None and self.object_kind:
-            from ssb.codec import zoo
             from ssb.errors import ModelMismatchError
 
             try:
-                ckpt = zoo.read(self.object_kind, self._object_weights)
+                self.object_net, self.object_config, ckpt = self._from_checkpoint(self.object_kind,
+                                                                                  self._object_weights)
             except ModelMismatchError:
                 if self._object_weights is not None or not missing_ok:
                     raise
                 return None
-            self.object_config = dict(ckpt["config"])
-            net = self.build(self.object_config)
-            net.load_state_dict(ckpt["state_dict"])
-            self.object_net = net.eval()
             self.object_identity = ckpt["identity"]
         return self.object_net
+
+    def _from_checkpoint(self, kind: str, weights, behind: str | None = None) -> tuple[nn.Module, dict, dict]:
+        """(net in eval mode, its full configuration, the checkpoint) of a ``kind`` checkpoint."""
+        from ssb.codec import zoo
+
+        ckpt = zoo.read(kind, weights, behind=behind)
+        config = {**self.default_config, **ckpt["config"]}
+        net = self.build(config)
+        net.load_state_dict(ckpt["state_dict"])
+        return net.eval(), config, ckpt
 
     def predict_views(self, views: list, image_size: tuple[int, int]) -> dict[str, torch.Tensor]:
         """The head's outputs for object-scale units (subclasses with an :attr:`object_kind`)."""

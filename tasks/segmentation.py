@@ -74,10 +74,10 @@ class SegmentationHead(RoIHead):
     kind = "segmentation"
     object_kind = "segmentation_object"
 
+    default_config = DEFAULT_CONFIG
+
     def build(self, config: dict) -> nn.Module:
-        cfg = {**DEFAULT_CONFIG, **config}
-        self.config = cfg
-        return MaskNet(**cfg)
+        return build_net(config)
 
     @property
     def roi_size(self) -> tuple[int, int]:

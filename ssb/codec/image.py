@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 
 from ssb.codec.base import DecodedFrame, StreamDecoder, StreamEncoder, Step, frame_size, index_objects
+from ssb.codec.object_scale import ObjectView, encode_view, layout_for, object_window
 from ssb.codec.payload import located, model_context, pack_features, parse_features, parse_object_scale
 from ssb.errors import MalformedFieldError, ModelMismatchError
 from ssb.format import SequenceHeader, UnitType
@@ -137,8 +138,6 @@ class ImageEncoder(StreamEncoder):
         if self.object_classes is not None and detector is None:
             raise MalformedFieldError("object-scale units need the encoder-side detector (index objects)",
                                       field="object_scale")
-        from ssb.codec.object_scale import layout_for
-
         #: where each object's window is and the size it is coded at (``object_size``: a name or (h, w))
         self.object_layout = layout_for("large" if object_size is None else object_size)
 
@@ -195,8 +194,6 @@ class ImageEncoder(StreamEncoder):
             oid = k if track_ids is None else track_ids[k]
             attrs = {"object_id": oid, "class_id": int(label), "bbox": tuple(box), "score": min(max(score, 0.0), 1.0)}
             if image is not None and self.wants_view(int(label), score):
-                from ssb.codec.object_scale import encode_view, object_window
-
                 payload = encode_view(self.codec, self.models.front(), image, object_window(box, self.object_layout),
                                       self.object_level, self.object_layout)
                 writer.add_unit(UnitType.OBJECT_SCALE, payload, **attrs)
@@ -225,7 +222,7 @@ def object_class_ids(classes) -> tuple[int, ...]:
                                   field="object_scale") from None
     out = set()
     for c in items:
-        if isinstance(c, bool) or isinstance(c, float):
+        if isinstance(c, (bool, float)):
             raise MalformedFieldError(f"object_scale: {c!r} is not a class id or name", field="object_scale")
         cid = class_id(c, COCO_CATEGORIES, field="object_scale")
         if cid not in COCO_CATEGORIES:
@@ -243,9 +240,10 @@ def wants_objects(need) -> bool:
 
 def default_object_quality(quality: int) -> int:
     """The object layer's level when none is given: level 0 up to base level 3, then one per base level
-    above it.  Measured (``ssb eval --task pose,segmentation --object-levels 0,1,2,3``, 38 held-out
-    frames): pose AP gains about 1.3 and mask AP 0.2 per object level, for 13-18 % more bits each, so
-    the bits of a default stream go to the base (detection) first."""
+    above it.  Measured (``ssb eval --task pose,segmentation --object-levels 0,1,2,3 --object-sizes
+    small,medium,large``, 38 held-out frames): from object level 0 to 3, each level adds 13-18 % to a
+    stream of medium or large units for about +1.1 to +1.4 pose AP and +0.4 mask AP, so the bits of
+    a default stream go to the base (detection) first."""
     return max(0, int(quality) - 3)
 
 
@@ -327,9 +325,7 @@ class ImageDecoder(StreamDecoder):
 
     def views(self, step: Step, size: tuple[int, int]) -> list:
         """The decoded OBJECT_SCALE units of a step, in stream order."""
-        from ssb.codec.object_scale import ObjectView
-
-        ctx = {"levels": self.codec.config.num_levels, "frame": size}
+        ctx = model_context(self.codec, self.grid, size)
         out = []
         for u in step.units:
             if u.type != UnitType.OBJECT_SCALE:

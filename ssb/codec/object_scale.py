@@ -117,15 +117,21 @@ def crop_window(image: np.ndarray, window, size: tuple[int, int], fill: int = 12
 
 
 @torch.no_grad()
+def window_features(front, image: np.ndarray, window, layout: ObjectScaleLayout = DEFAULT_LAYOUT) -> torch.Tensor:
+    """The front's split features ``[1, C, rows, cols]`` of one window of ``image`` at the layout's size."""
+    from ssb.backbones.ssd_mobilenet_v2 import preprocess
+
+    crop = crop_window(image, window, layout.input_size, layout.fill)
+    return front(preprocess([crop], size=layout.input_size))
+
+
+@torch.no_grad()
 def encode_view(codec, front, image: np.ndarray, window, level: int,
                 layout: ObjectScaleLayout = DEFAULT_LAYOUT) -> bytes:
     """The OBJECT_SCALE payload of one window of ``image`` (a function of those pixels only)."""
-    from ssb.backbones.ssd_mobilenet_v2 import preprocess
     from ssb.codec.payload import pack_object_scale
 
-    crop = crop_window(image, window, layout.input_size, layout.fill)
-    split = front(preprocess([crop], size=layout.input_size))
-    return pack_object_scale(window, codec.compress(split, level)[0])
+    return pack_object_scale(window, codec.compress(window_features(front, image, window, layout), level)[0])
 
 
 @dataclass

@@ -262,9 +262,7 @@ def train_objects(cfg: ObjectTrainConfig, codec, front, out_dir, *, data: Object
             out = codec(split, levels, quant_mode="ste")
             feats = out["x_hat"]
             rate = (rate_bpp(out["likelihoods"], pixels) / lambdas[levels]).mean()
-        loss, heat = pose_loss(pose, feats, wins, kps, cfg)
-        if tune == "segmentation":
-            loss = loss * 0.0
+        loss, heat = pose_loss(pose, feats, wins, kps, cfg) if tune != "segmentation" else (0.0, 0.0)
         has = [b for b, m in enumerate(masks) if m is not None] if tune != "pose" else []
         bce = 0.0
         if rate is not None:

@@ -84,12 +84,12 @@ def run_eval(out_dir, *, tasks=("detection",), weights=None, head_weights: dict 
     for cand in [*original(ref), *features(ref, heads), *ssb_levels(ref, models, heads, levels)]:
         score(*cand)
     if object_levels:
-        oheads = object_heads(ref.tasks, head_weights)
+        oheads, reads = object_heads(ref.tasks, head_weights), {}
         for cand in [*object_features(ref, models, oheads),
-                     *ssb_objects(ref, models, oheads, object_base_levels, object_levels, object_sizes)]:
+                     *ssb_objects(ref, models, oheads, object_base_levels, object_levels, object_sizes, reads)]:
             score(*cand)
         if progress:
-            for (method, o), (read, size) in sorted(ssb_objects.read.items()):
+            for (method, o), (read, size) in sorted(reads.items()):
                 print(f"  {method} q={o}: a pose query reads {read} of {size} bytes ({100 * read / size:.1f}%)")
     available = set(pixel_codecs.available_codecs())
     sweeps = pixel_sweeps([c for c in codecs if c in available], ref.tasks, variants, qualities)

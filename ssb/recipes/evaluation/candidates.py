@@ -154,13 +154,13 @@ def object_heads(tasks, head_weights: dict | None = None) -> dict:
 
 
 @torch.no_grad()
-def ssb_objects(ref: Reference, models, heads: dict, base_levels, object_levels, sizes=("large",)
-                ) -> Iterator[tuple]:
+def ssb_objects(ref: Reference, models, heads: dict, base_levels, object_levels, sizes=("large",),
+                reads: dict | None = None) -> Iterator[tuple]:
     """Streams with object-scale units (people), one per (object size, base level, object level),
     method ``ssb-objects-<size>[-b<base>]``: the pose / mask heads on the person units and the
     index only.  ``bytes`` is the WHOLE stream (base + object units + container), so the rate is
-    comparable with coding the frames; the bytes a pose query reads are kept in
-    ``ssb_objects.read`` ({method, object level: (read, stream bytes)})."""
+    comparable with coding the frames; the bytes the query read go to ``reads``
+    ({(method, object level): (read, stream bytes)})."""
     import ssb
     from ssb.codec import registry
     from ssb.media import Frame
@@ -184,18 +184,16 @@ def ssb_objects(ref: Reference, models, heads: dict, base_levels, object_levels,
                     df = dec.decode(step)
                     outs[df.frame_index] = {t: h(df.features, image_sizes=[df.image_size])[0]
                                             for t, h in heads.items()}
-                ssb_objects.read[(method, level)] = (bs.bytes_read, bs.size)
+                if reads is not None:
+                    reads[(method, level)] = (bs.bytes_read, bs.size)
             yield method, level, tasks, _bytes(ref, frame_bytes, overhead), outs
 
-
-ssb_objects.read = {}
 
 
 @torch.no_grad()
 def object_features(ref: Reference, models, heads: dict) -> Iterator[tuple]:
     """The object-scale heads on UNCODED object-scale features of the teacher's people (their ceiling)."""
-    from ssb.backbones.ssd_mobilenet_v2 import preprocess
-    from ssb.codec.object_scale import DEFAULT_LAYOUT, ObjectView, crop_window, object_window
+    from ssb.codec.object_scale import DEFAULT_LAYOUT, ObjectView, object_window, window_features
 
     tasks = tuple(heads)
     if not tasks:
@@ -210,9 +208,7 @@ def object_features(ref: Reference, models, heads: dict) -> Iterator[tuple]:
         views = []
         for box in people["boxes"].tolist():
             win = object_window(box, DEFAULT_LAYOUT)
-            crop = crop_window(s.image, win, DEFAULT_LAYOUT.input_size, DEFAULT_LAYOUT.fill)
-            views.append(ObjectView(None, 1, 1.0, tuple(box), win,
-                                    front(preprocess([crop], size=DEFAULT_LAYOUT.input_size))))
+            views.append(ObjectView(None, 1, 1.0, tuple(box), win, window_features(front, s.image, win)))
         outs.append({t: h({"objects": views}, image_sizes=[s.image.shape[:2]])[0] for t, h in heads.items()})
     yield "object-features", 0, tasks, {t: 3 * ref.pixels(t) for t in tasks}, outs
 
